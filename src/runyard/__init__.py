@@ -1,0 +1,40 @@
+"""runyard: a self-hosted run history for machine learning.
+
+    >>> from runyard import Workspace, Experiment, Run
+    >>> ws = Workspace("./runs")                                  # doctest: +SKIP
+    >>> with Experiment(ws, "demo").start_logging() as run:       # doctest: +SKIP
+    ...     run.log("loss", 0.1)
+
+Importing this package stays light: the database drivers, matplotlib and numpy load
+only when a workspace or a call needs them.
+"""
+
+from .__about__ import __version__
+from ._offline import OfflineRun
+from .errors import (
+    ActivityFailedError,
+    Conflict,
+    NotFound,
+    RunEnvironmentError,
+    RunyardError,
+    SnapshotError,
+    UserError,
+)
+from .experiment import Experiment
+from .run import Run
+from .workspace import Workspace
+
+__all__ = [
+    "ActivityFailedError",
+    "Conflict",
+    "Experiment",
+    "NotFound",
+    "OfflineRun",
+    "Run",
+    "RunEnvironmentError",
+    "RunyardError",
+    "SnapshotError",
+    "UserError",
+    "Workspace",
+    "__version__",
+]

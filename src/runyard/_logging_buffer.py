@@ -1,0 +1,178 @@
+"""The in-process metric buffer and the background thread that flushes it.
+
+``Run.log`` appends a ``(value, step, time)`` tuple to a per-series list and returns.
+A daemon thread moves what has accumulated into the store every ``FLUSH_INTERVAL``
+seconds, one transaction per run. Taking points off a list is ``batch = lst[:n]`` then
+``del lst[:n]``: both are single operations under the GIL, so appends racing with a
+flush land either in this batch or the next, never nowhere.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from .errors import RunyardError, UserError
+from .records import SeriesAppend
+
+if TYPE_CHECKING:
+    from .store.base import Store
+
+FLUSH_INTERVAL = 0.5
+Point = tuple[Any, "int | None", float]
+
+
+class Series:
+    __slots__ = ("description", "kind", "points")
+
+    def __init__(self, kind: str, description: str) -> None:
+        self.kind = kind
+        self.description = description
+        self.points: list[Point] = []
+
+
+class MetricBuffer:
+    """Pending points of one run."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.series: dict[str, Series] = {}
+        self.scalars: dict[str, list[Point]] = {}  # the fast path of Run.log
+        self._lock = threading.RLock()
+        self._known: dict[str, str] | None = None
+        self.error: BaseException | None = None
+        _flusher.register(self)
+
+    def series_for(self, name: str, kind: str, description: str) -> Series:
+        """The pending series ``name``, checking its kind against what is stored."""
+        found = self.series.get(name)
+        if found is None:
+            if self._known is None:
+                self._known = {s.name: s.kind for s in self.store.list_series([self.run_id])}
+            stored = self._known.get(name, kind)
+            if stored != kind:
+                raise UserError(
+                    f"metric {name!r} already holds {stored} values; a {kind} cannot be logged "
+                    "under the same name: use another name"
+                )
+            found = self.series[name] = Series(kind, description)
+            if kind == "scalar":
+                self.scalars[name] = found.points
+        elif found.kind != kind:
+            raise UserError(
+                f"metric {name!r} already holds {found.kind} values; a {kind} cannot be logged "
+                "under the same name: use another name"
+            )
+        if description:
+            found.description = description
+        return found
+
+    def pending(self) -> int:
+        return sum(len(s.points) for s in self.series.values())
+
+    def flush(self, raise_errors: bool = True) -> None:
+        """Write every pending point; on return all points logged before the call are durable."""
+        with self._lock:
+            taken: list[tuple[str, Series, list[Point]]] = []
+            for name, series in list(self.series.items()):
+                n = len(series.points)
+                if n:
+                    batch = series.points[:n]
+                    del series.points[:n]
+                    taken.append((name, series, batch))
+            if not taken:
+                self._raise_pending(raise_errors)
+                return
+            appends = [_to_append(name, s, batch) for name, s, batch in taken]
+            try:
+                self.store.log_batch(self.run_id, appends)
+            except UserError:
+                self._write_one_by_one(taken, appends)
+            except BaseException as exc:
+                for _name, series, batch in reversed(taken):
+                    series.points[0:0] = batch  # keep them for the next attempt
+                self.error = exc
+            else:
+                self.error = None
+            self._raise_pending(raise_errors)
+
+    def _write_one_by_one(
+        self, taken: list[tuple[str, Series, list[Point]]], appends: list[SeriesAppend]
+    ) -> None:
+        for (name, _series, _batch), append in zip(taken, appends, strict=True):
+            try:
+                self.store.log_batch(self.run_id, [append])
+            except UserError as exc:  # can never be stored: say so, don't retry forever
+                self.error = exc
+                warnings.warn(
+                    f"runyard dropped {len(append.values)} points of metric {name!r}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def _raise_pending(self, raise_errors: bool) -> None:
+        if raise_errors and self.error is not None:
+            exc, self.error = self.error, None
+            if isinstance(exc, RunyardError):
+                raise exc
+            raise RunyardError(f"metrics of run {self.run_id} could not be written: {exc}")
+
+
+def _to_append(name: str, series: Series, batch: list[Point]) -> SeriesAppend:
+    values, steps, times = zip(*batch, strict=True)
+    return SeriesAppend(
+        name, series.kind, list(steps), list(values), list(times), series.description
+    )
+
+
+class _Flusher:
+    """One daemon thread per process that flushes every live buffer periodically."""
+
+    def __init__(self) -> None:
+        self._buffers: set[MetricBuffer] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def register(self, buffer: MetricBuffer) -> None:
+        with self._guard:
+            self._buffers.add(buffer)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="runyard-metrics-flusher", daemon=True
+                )
+                self._thread.start()
+
+    def unregister(self, buffer: MetricBuffer) -> None:
+        with self._guard:
+            self._buffers.discard(buffer)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self.flush_all(raise_errors=False)
+
+    def flush_all(self, raise_errors: bool = True) -> None:
+        with self._guard:
+            buffers = list(self._buffers)
+        for buffer in buffers:
+            try:
+                buffer.flush(raise_errors=raise_errors)
+            except RunyardError:
+                if raise_errors:
+                    raise
+
+    def after_fork(self) -> None:
+        self._thread = None
+        self._buffers = set()
+
+
+_flusher = _Flusher()
+flush_all = _flusher.flush_all
+unregister = _flusher.unregister
+atexit.register(_flusher.flush_all, False)
+os.register_at_fork(after_in_child=_flusher.after_fork)

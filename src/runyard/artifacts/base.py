@@ -1,0 +1,31 @@
+"""The seam for artifact bytes: files of runs and snapshot archives."""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Protocol
+
+
+class ArtifactStore(Protocol):
+    """Where the bytes of run files and snapshots live; records live in the Store."""
+
+    root: str
+
+    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+        """Copy ``source`` into a staging file; return (staging handle, size, sha256)."""
+        ...
+
+    def commit(self, staged: str, run_id: str, path: str) -> None:
+        """Move a staged file to its place as ``path`` of ``run_id``."""
+        ...
+
+    def discard(self, staged: str) -> None: ...
+
+    def open(self, run_id: str, path: str) -> BinaryIO: ...
+
+    def local_path(self, run_id: str, path: str) -> str | None:
+        """A filesystem path to read the artifact in place, if this store has one."""
+        ...
+
+    def put_snapshot(self, snapshot_id: str, staged: str) -> None: ...
+
+    def open_snapshot(self, snapshot_id: str) -> BinaryIO: ...

@@ -1,0 +1,97 @@
+"""One error hierarchy for runyard.
+
+Every class has a stable ``code`` (what a REST client sees) and an ``http_status``.
+User mistakes raise a :class:`UserError` subclass whose message says what was wrong
+and what to do about it.
+
+    >>> from runyard.errors import UserError
+    >>> try:
+    ...     raise UserError("metric name must not be empty; pass a name such as 'loss'")
+    ... except UserError as exc:
+    ...     exc.code
+    'UserError'
+"""
+
+from __future__ import annotations
+
+
+class RunyardError(Exception):
+    """Base class of every error runyard raises on purpose."""
+
+    code = "RunyardError"
+    http_status = 500
+
+
+class UserError(RunyardError):
+    """The caller asked for something that cannot be done; the message says what to do."""
+
+    code = "UserError"
+    http_status = 400
+
+
+class NotFound(UserError):
+    """A run, experiment, artifact or snapshot that does not exist."""
+
+    code = "NotFound"
+    http_status = 404
+
+
+class Conflict(UserError):
+    """A write that contradicts what is stored: an existing artifact, a property's value."""
+
+    code = "Conflict"
+    http_status = 409
+
+
+class ConfigNotFound(UserError):
+    """No ``.runyard/config.json`` was found where one was looked for."""
+
+    code = "ConfigNotFound"
+    http_status = 400
+
+
+class RunEnvironmentError(UserError):
+    """``Run.get_context(allow_offline=False)`` outside a submitted run."""
+
+    code = "RunEnvironmentError"
+    http_status = 400
+
+
+class SnapshotError(UserError):
+    """The snapshot directory is too large or holds too many files."""
+
+    code = "SnapshotError"
+    http_status = 413
+
+
+class ActivityFailedError(RunyardError):
+    """A run that was waited for ended Failed; ``error_details`` holds its error."""
+
+    code = "ActivityFailed"
+    http_status = 500
+
+    def __init__(self, error_details: str) -> None:
+        super().__init__(error_details)
+        self.error_details = error_details
+
+
+class StoreError(RunyardError):
+    """The store could not carry out a request (database unreachable, corrupt file...)."""
+
+    code = "StoreError"
+    http_status = 503
+
+
+ERRORS_BY_CODE = {
+    cls.code: cls
+    for cls in (
+        RunyardError,
+        UserError,
+        NotFound,
+        Conflict,
+        ConfigNotFound,
+        RunEnvironmentError,
+        SnapshotError,
+        StoreError,
+    )
+}

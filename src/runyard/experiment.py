@@ -1,0 +1,212 @@
+"""Experiment: a named group of runs in a workspace."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._validation import check_experiment_name, check_name
+from .errors import UserError
+from .records import ALL_STATUSES, ExperimentRecord, RunQuery
+from .store.base import iter_runs
+
+if TYPE_CHECKING:
+    from .run import Run
+    from .workspace import Workspace
+
+VIEW_TYPES = ("ActiveOnly", "All", "ArchivedOnly")
+
+
+class Experiment:
+    """Get or create the experiment ``name`` in ``workspace``.
+
+        >>> exp = Experiment(ws, "ridge-sweep")              # doctest: +SKIP
+        >>> with exp.start_logging() as run:                 # doctest: +SKIP
+        ...     run.log("alpha", 0.1)
+    """
+
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        check_experiment_name(name)
+        self.workspace = workspace
+        self._record = workspace._store.get_or_create_experiment(name)
+
+    @classmethod
+    def _from_record(cls, workspace: Workspace, record: ExperimentRecord) -> Experiment:
+        self = cls.__new__(cls)
+        self.workspace = workspace
+        self._record = record
+        return self
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def archived_time(self) -> str | None:
+        from .run import format_time
+
+        return format_time(self._record.archived)
+
+    @property
+    def tags(self) -> dict[str, str | None]:
+        """Tags as of the last fetch; ``refresh()`` fetches them again."""
+        return dict(self._record.tags)
+
+    def __repr__(self) -> str:
+        return f"Experiment(Name: {self.name},\nWorkspace: {self.workspace.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Experiment) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def refresh(self) -> None:
+        self._record = self.workspace._store.get_experiment(self.id)
+
+    # -- runs -----------------------------------------------------------------
+    def start_logging(
+        self,
+        *args: Any,
+        snapshot_directory: str | os.PathLike[str] | None = ".",
+        outputs: str | os.PathLike[str] | bool | None = "./outputs",
+        display_name: str | None = None,
+        description: str | None = None,
+        tags: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start an interactive run: status Running, snapshot of ``snapshot_directory``.
+
+        ``outputs`` is a folder collected as ``outputs/...`` when the run completes
+        (created now; ``False`` or ``None`` for none).
+        """
+        from .run import Run
+
+        if args or kwargs:
+            unknown = list(kwargs) or ["positional arguments"]
+            raise UserError(
+                f"start_logging() got unexpected {', '.join(map(str, unknown))}; it takes "
+                "snapshot_directory, outputs, display_name, description, tags, run_id"
+            )
+        return Run._start(
+            self,
+            parent=None,
+            run_id=run_id,
+            outputs=outputs,
+            snapshot_directory=snapshot_directory,
+            display_name=display_name,
+            description=description,
+            tags=tags,
+        )
+
+    def get_runs(
+        self,
+        type: str | None = None,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        include_children: bool = False,
+        status: str | None = None,
+    ) -> Iterator[Run]:
+        """Runs of this experiment, newest first, fetched lazily page by page.
+
+        ``tags="k"`` keeps runs that have the tag ``k``; ``tags={"k": "v"}`` keeps runs
+        whose tags match every pair. ``properties`` works the same way.
+        """
+        from .run import Run
+
+        query = RunQuery(
+            experiment_id=self.id,
+            top_level_only=not include_children,
+            type=type,
+            status=check_status(status),
+            tags=filter_dict(tags, "tags"),
+            properties=filter_dict(properties, "properties"),
+        )
+        for record in iter_runs(self.workspace._store, query):
+            yield Run._from_record(self, record)
+
+    # -- listing and archiving -------------------------------------------------
+    @staticmethod
+    def list(
+        workspace: Workspace,
+        experiment_name: str | None = None,
+        view_type: str = "ActiveOnly",
+        tags: str | dict[str, Any] | None = None,
+    ) -> list[Experiment]:
+        """Experiments of ``workspace``; ``view_type`` is ActiveOnly, All or ArchivedOnly."""
+        if view_type not in VIEW_TYPES:
+            raise UserError(f"view_type must be one of {', '.join(VIEW_TYPES)}, not {view_type!r}")
+        wanted = filter_dict(tags, "tags")
+        found = []
+        for record in workspace._store.list_experiments(view_type):
+            if experiment_name is not None and record.name != experiment_name:
+                continue
+            if any(
+                k not in record.tags or (v is not None and record.tags[k] != v)
+                for k, v in wanted.items()
+            ):
+                continue
+            found.append(Experiment._from_record(workspace, record))
+        return found
+
+    def archive(self) -> None:
+        """Hide this experiment from default listings; its name becomes free again."""
+        self._record = self.workspace._store.archive_experiment(self.id)
+
+    def reactivate(self, new_name: str | None = None) -> None:
+        """Undo ``archive()``; fails if an active experiment has taken the name."""
+        if new_name is not None:
+            raise UserError("Cannot rename an experiment while reactivating it; omit new_name")
+        self._record = self.workspace._store.reactivate_experiment(self.id)
+
+    # -- tags ---------------------------------------------------------------------
+    def tag(self, key: str, value: Any = None) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        clean = clean_tags(tags)
+        self.workspace._store.set_experiment_tags(self.id, clean)
+        self.refresh()
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self.workspace._store.remove_experiment_tags(self.id, list(tags))
+        self.refresh()
+
+
+def check_status(status: str | None) -> str | None:
+    if status is not None and status not in ALL_STATUSES:
+        raise UserError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
+    return status
+
+
+def filter_dict(value: str | dict[str, Any] | None, what: str) -> dict[str, str | None]:
+    """Turn a ``tags=``/``properties=`` filter into {key: value-or-None (= key exists)}."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {value: None}
+    if isinstance(value, dict):
+        return {check_name(k, f"{what} key"): None if v is None else str(v) for k, v in value.items()}
+    raise UserError(f"{what} filter must be a key (str) or a dict of key: value pairs")
+
+
+def clean_tags(tags: dict[str, Any]) -> dict[str, str | None]:
+    if not isinstance(tags, dict):
+        raise UserError(
+            f"tags must be a dict such as {{'quality': 'good'}}, not {type(tags).__name__}"
+        )
+    clean: dict[str, str | None] = {}
+    for key, value in tags.items():
+        check_name(key, "tag key")
+        if value is not None and not isinstance(value, str):
+            value = str(value)
+        if value is not None and len(value) > 5000:
+            raise UserError(f"tag {key!r} has a value of {len(value)} characters; limit is 5000")
+        clean[key] = value
+    return clean

@@ -1,0 +1,131 @@
+"""Frozen records that cross every boundary between the SDK and a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RUNNING_STATUSES = (
+    "NotStarted",
+    "Queued",
+    "Preparing",
+    "Starting",
+    "Provisioning",
+    "Running",
+    "NotResponding",
+)
+POST_PROCESSING_STATUSES = ("Finalizing", "CancelRequested")
+TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
+ALL_STATUSES = RUNNING_STATUSES + POST_PROCESSING_STATUSES + TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    id: str
+    name: str
+    created: float
+    archived: float | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What a store needs to create one run."""
+
+    id: str
+    parent_id: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    type: str | None = None
+    target: str = "local"
+    status: str = "Running"
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    run_definition: dict[str, Any] | None = None
+    submitted_by: str | None = None
+    name: str | None = None
+    snapshot_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    experiment_id: str
+    experiment_name: str
+    parent_id: str | None
+    root_id: str
+    number: int
+    name: str | None
+    display_name: str | None
+    description: str | None
+    type: str | None
+    target: str
+    status: str
+    created: float
+    start: float | None
+    end: float | None
+    heartbeat: float | None
+    error: dict[str, Any] | None
+    run_definition: dict[str, Any] | None
+    snapshot_id: str | None
+    submitted_by: str | None
+    tags: dict[str, str | None]
+    properties: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Filters of ``get_runs`` / ``get_children``; ``None`` means "any"."""
+
+    experiment_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    top_level_only: bool = False
+    type: str | None = None
+    status: str | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesAppend:
+    """Points appended to one metric series; ``values`` are JSON-compatible scalars or dicts."""
+
+    name: str
+    kind: str
+    steps: list[int]
+    values: list[Any]
+    times: list[float]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSummary:
+    run_id: str
+    name: str
+    kind: str
+    description: str
+    count: int
+    last: Any
+    min: float | None
+    max: float | None
+    last_step: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricHistory:
+    name: str
+    kind: str
+    steps: list[int]
+    values: list[Any]
+    times: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    run_id: str
+    path: str
+    size: int
+    digest: str
+    created: float
+    streaming: bool = False

@@ -1,0 +1,545 @@
+"""Run: one execution of training code, with its status, metrics, tags and files."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import _process
+from ._logging_buffer import MetricBuffer, unregister
+from ._run_files import FilesMixin
+from ._run_metrics import MetricsMixin
+from ._validation import check_name
+from .errors import RunEnvironmentError, UserError
+from .experiment import check_status, clean_tags, filter_dict
+from .records import TERMINAL_STATUSES, NewRun, RunQuery, RunRecord
+from .store.base import iter_runs
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+ENV_RUN_ID = "RUNYARD_RUN_ID"
+ENV_EXPERIMENT = "RUNYARD_EXPERIMENT"
+BATCH_CHILD_TAG = "azureml.batch_child_number"
+MAX_CHILDREN_PER_CALL = 100
+
+
+def format_time(ts: float | None) -> str | None:
+    """UTC ISO-8601 with at least 3 fraction digits and a Z: ``2021-06-23T13:08:03.554Z``."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    head, frac = text.split(".")
+    frac = frac.rstrip("0").ljust(3, "0")
+    return f"{head}.{frac}Z"
+
+
+class Run(MetricsMixin, FilesMixin):
+    """A run of an experiment.
+
+        >>> run = exp.start_logging()           # doctest: +SKIP
+        >>> run.log("loss", 0.25, step=1)       # doctest: +SKIP
+        >>> run.complete()                      # doctest: +SKIP
+
+    ``Run(experiment, run_id)`` and ``Run.get(workspace, run_id)`` open an existing run.
+    """
+
+    _context_singleton: Run | None = None
+
+    def __init__(self, experiment: Experiment, run_id: str, outputs: str | None = None) -> None:
+        record = experiment.workspace._store.get_run(run_id)
+        if record.experiment_id != experiment.id:
+            raise UserError(
+                f"run {run_id} belongs to experiment {record.experiment_name!r}, "
+                f"not {experiment.name!r}; use Run.get(workspace, run_id)"
+            )
+        self._setup(experiment, record)
+        if outputs:
+            self._outputs_dir = os.path.abspath(outputs)
+
+    def _setup(self, experiment: Experiment, record: RunRecord) -> None:
+        self.experiment = experiment
+        self._store = experiment.workspace._store
+        self._artifacts = experiment.workspace._artifacts
+        self._record = record
+        self._buffer_obj: MetricBuffer | None = None
+        self._outputs_dir: str | None = None
+        self._system_managed = False
+        self._parent: Run | None = None
+        self._capture: _process.StreamCapture | None = None
+        self._logs_dir: str | None = None
+
+    @classmethod
+    def _from_record(cls, experiment: Experiment, record: RunRecord) -> Run:
+        self = cls.__new__(cls)
+        self._setup(experiment, record)
+        return self
+
+    @classmethod
+    def _start(
+        cls,
+        experiment: Experiment,
+        *,
+        parent: Run | None,
+        run_id: str | None,
+        outputs: str | os.PathLike[str] | bool | None,
+        snapshot_directory: str | os.PathLike[str] | None,
+        display_name: str | None,
+        description: str | None,
+        tags: dict[str, Any] | None,
+        name: str | None = None,
+    ) -> Run:
+        from ._git import git_properties
+        from ._snapshot import take_snapshot
+
+        run_id = _check_run_id(run_id) if run_id is not None else str(uuid.uuid4())
+        clean = clean_tags(tags or {})
+        _check_text(display_name, "display_name", 256)
+        _check_text(description, "description", 5000)
+        properties: dict[str, str] = {}
+        snapshot_id = None
+        if snapshot_directory is not None:
+            workspace = experiment.workspace
+            snapshot_id = take_snapshot(
+                os.fspath(snapshot_directory), workspace._store, workspace._artifacts,
+                exclude=[workspace.artifacts_root, os.path.dirname(workspace.uri)],
+            )  # fmt: skip
+            properties["ContentSnapshotId"] = snapshot_id
+            properties.update(git_properties(os.fspath(snapshot_directory)))
+        outputs_dir = None
+        if outputs not in (None, False, ""):
+            outputs_dir = os.path.abspath(os.fspath(outputs))  # type: ignore[arg-type]
+        (record,) = experiment.workspace._store.create_runs(
+            experiment.id,
+            [
+                NewRun(
+                    id=run_id,
+                    parent_id=parent.id if parent else None,
+                    display_name=display_name,
+                    description=description,
+                    tags=clean,
+                    properties=properties,
+                    name=name,
+                    snapshot_id=snapshot_id,
+                    submitted_by=_user(),
+                )
+            ],
+        )
+        run = cls._from_record(experiment, record)
+        if outputs_dir:
+            os.makedirs(outputs_dir, exist_ok=True)
+            run._outputs_dir = outputs_dir
+        run._parent = parent
+        _process.track(run)
+        return run
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def name(self) -> str:
+        """Deprecated internal name; prefer ``display_name``."""
+        return self._record.name or f"run_{self.id}"
+
+    @property
+    def number(self) -> int:
+        """Increasing per experiment: 1 for its first run."""
+        return self._record.number
+
+    @property
+    def type(self) -> str | None:
+        return self._record.type
+
+    @property
+    def status(self) -> str:
+        """The status as of the last fetch; ``get_status()`` fetches it."""
+        return self._record.status
+
+    @property
+    def tags(self) -> dict[str, str | None]:
+        return dict(self._record.tags)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return dict(self._record.properties)
+
+    @property
+    def display_name(self) -> str | None:
+        return self._record.display_name
+
+    @display_name.setter
+    def display_name(self, value: str | None) -> None:
+        _check_text(value, "display_name", 256)
+        self._record = self._store.update_run(self.id, display_name=value)
+
+    @property
+    def description(self) -> str | None:
+        return self._record.description
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        _check_text(value, "description", 5000)
+        self._record = self._store.update_run(self.id, description=value)
+
+    @property
+    def parent(self) -> Run | None:
+        if self._parent is None and self._record.parent_id:
+            self._parent = Run._from_record(
+                self.experiment, self._store.get_run(self._record.parent_id)
+            )
+        return self._parent
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(Experiment: {self.experiment.name},\nId: {self.id},\n"
+            f"Type: {self.type},\nStatus: {self.status})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @staticmethod
+    def get(workspace: Any, run_id: str) -> Run:
+        """The run ``run_id`` of ``workspace``, whatever its experiment."""
+        run: Run = workspace.get_run(run_id)
+        return run
+
+    @staticmethod
+    def list(
+        experiment: Experiment,
+        type: str | None = None,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        status: str | None = None,
+        include_children: bool = False,
+    ) -> Iterator[Run]:
+        return experiment.get_runs(
+            type=type, tags=tags, properties=properties, status=status,
+            include_children=include_children,
+        )  # fmt: skip
+
+    # -- status ---------------------------------------------------------------------
+    def _refresh(self) -> RunRecord:
+        self._record = self._store.get_run(self.id)
+        return self._record
+
+    def get_status(self) -> str:
+        """Fetch the status (a terminal status is never fetched again)."""
+        if self._record.status in TERMINAL_STATUSES:
+            return self._record.status
+        return self._refresh().status
+
+    def get_detailed_status(self) -> dict[str, Any]:
+        status = self.get_status()
+        details = "Waiting for a free local slot" if status == "Queued" else None
+        return {"status": status, "details": details}
+
+    def get_details(self) -> dict[str, Any]:
+        """Run details with the keys of the Azure ML run history (None values left out)."""
+        record = self._refresh()
+        log_files = {
+            a.path: _file_url(self._artifacts.local_path(self.id, a.path))
+            for a in self._store.list_artifacts(self.id)
+            if a.path.startswith(_LOG_PREFIXES)
+        }
+        details: dict[str, Any] = {
+            "runId": record.id,
+            "target": record.target,
+            "status": record.status,
+            "startTimeUtc": format_time(record.start),
+            "endTimeUtc": format_time(record.end),
+            "services": {},
+            "properties": dict(record.properties),
+            "inputDatasets": [],
+            "outputDatasets": [],
+            "runDefinition": record.run_definition,
+            "logFiles": log_files,
+            "error": record.error,
+            "submittedBy": record.submitted_by,
+        }
+        return {k: v for k, v in details.items() if v is not None}
+
+    def start(self) -> None:
+        """Move a NotStarted run (from ``create_children``) to Running."""
+        self._set_status("Running")
+
+    def _set_status(self, status: str, error: dict[str, Any] | None = None) -> None:
+        before = self._record.status
+        self._record = self._store.set_status(self.id, status, error=error)
+        if self._record.status != status and before in TERMINAL_STATUSES:
+            warnings.warn(
+                f"run {self.id} is already {self._record.status}; a finished run's status "
+                f"does not change, so it was not set to {status}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def flush(self, timeout_seconds: int = 300) -> None:
+        """Write every metric logged so far; on return they are durable."""
+        if self._buffer_obj is not None:
+            self._buffer_obj.flush()
+
+    def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
+        try:
+            self.flush()
+            self._collect_outputs()
+        finally:
+            if self._system_managed:
+                if error is not None:  # the supervisor owns the status; keep the error
+                    self._record = self._store.update_run(self.id, error=error)
+            else:
+                self._set_status(status, error)
+                _process.untrack(self)
+                if self._buffer_obj is not None:
+                    unregister(self._buffer_obj)
+
+    def complete(self, _set_status: bool = True) -> None:
+        """Flush metrics, collect ``./outputs``, mark the run Completed."""
+        self._finish("Completed")
+
+    def fail(
+        self, error_details: str | BaseException | None = None, error_code: str | None = None,
+        _set_status: bool = True,
+    ) -> None:  # fmt: skip
+        """Flush, collect outputs and mark the run Failed with ``error_details``."""
+        self._finish("Failed", _error_body(error_details, error_code))
+
+    def cancel(self) -> None:
+        """Flush, collect outputs and mark the run Canceled."""
+        if self._system_managed:
+            warnings.warn("a submitted run is canceled by its submitter", stacklevel=2)
+            return
+        self._finish("Canceled")
+
+    # -- context manager ------------------------------------------------------------
+    def __enter__(self) -> Run:
+        if not self._system_managed:
+            self._logs_dir = os.path.abspath("logs")
+            self._capture = _process.StreamCapture(os.path.join(self._logs_dir, "user_log.txt"))
+            self._capture.start()
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if self._capture is not None:
+            self._capture.stop(exc)
+            self._capture = None
+        if self._logs_dir is not None:
+            self._sync_folder(self._logs_dir, "logs")
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            self.complete()
+        elif _process.terminated:
+            self.fail(_process.SIGTERM_MESSAGE, error_code="Terminated")
+        else:
+            self.fail(exc)
+        return False
+
+    # -- tags and properties -------------------------------------------------------------
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set one tag; ``value=None`` makes a key-only tag."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Merge ``tags`` into the run's tags (values become strings; None stays None)."""
+        clean = clean_tags(tags)
+        if clean:
+            self._store.set_tags(self.id, clean)
+            self._record = self._refresh()
+
+    def remove_tags(self, tags: list[str] | str) -> None:
+        keys = [tags] if isinstance(tags, str) else list(tags)
+        self._store.remove_tags(self.id, keys)
+        self._record = self._refresh()
+
+    def get_tags(self) -> dict[str, str | None]:
+        return dict(self._refresh().tags)
+
+    def add_properties(self, properties: dict[str, Any]) -> None:
+        """Add properties; an existing key keeps its value (a different one is a Conflict)."""
+        if not isinstance(properties, dict):
+            raise UserError("add_properties takes a dict such as {'author': 'me'}")
+        clean = {}
+        for key, value in properties.items():
+            check_name(key, "property key")
+            if value is None:
+                raise UserError(f"property {key!r} needs a value; properties cannot be None")
+            clean[key] = value if isinstance(value, str) else str(value)
+        self._store.add_properties(self.id, clean)
+        self._record = self._refresh()
+
+    def get_properties(self) -> dict[str, str]:
+        return dict(self._refresh().properties)
+
+    # -- children --------------------------------------------------------------------------
+    def child_run(
+        self, name: str | None = None, run_id: str | None = None, outputs: str | None = None
+    ) -> Run:
+        """Create and start a child run (usable as a context manager)."""
+        return Run._start(
+            self.experiment, parent=self, run_id=run_id, outputs=outputs,
+            snapshot_directory=None, display_name=name, description=None, tags=None,
+            name=f"{self.name}>{name}" if name else None,
+        )  # fmt: skip
+
+    def create_children(
+        self,
+        count: int | None = None,
+        tag_key: str | None = None,
+        tag_values: list[Any] | None = None,
+    ) -> list[Run]:
+        """Create ``count`` children (or one per value of ``tag_values``) in one transaction."""
+        if count is not None and (tag_key is not None or tag_values is not None):
+            raise UserError("count can not be set when tag_key and tag_values are set")
+        if tag_key is not None and tag_values is None:
+            raise UserError("tag_values must not be null when tag_key is set")
+        if tag_values is not None and tag_key is None:
+            raise UserError("tag_key must not be null when tag_values is set")
+        if count is None and tag_values is None:
+            raise UserError("Either count or tag_key and tag_values must be set")
+        if count is not None:
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise UserError(f"count must be a positive integer, not {count!r}")
+            tag_list: list[dict[str, Any]] = [{BATCH_CHILD_TAG: str(i)} for i in range(count)]
+        else:
+            assert tag_key is not None and tag_values is not None
+            tag_list = [{tag_key: value} for value in tag_values]
+        if len(tag_list) > MAX_CHILDREN_PER_CALL:
+            raise UserError("create_children can not create more than 100 runs")
+        submitted_by = _user()
+        new = [
+            NewRun(id=str(uuid.uuid4()), parent_id=self.id, tags=clean_tags(t),
+                   submitted_by=submitted_by)
+            for t in tag_list
+        ]  # fmt: skip
+        records = self._store.create_runs(self.experiment.id, new)
+        children = []
+        for record in records:
+            child = Run._from_record(self.experiment, record)
+            child._parent = self
+            _process.track(child)
+            children.append(child)
+        return children
+
+    def get_children(
+        self,
+        recursive: bool = False,
+        tags: str | dict[str, Any] | None = None,
+        properties: str | dict[str, Any] | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        _rehydrate_runs: bool = True,
+    ) -> Iterator[Run]:
+        """Children, newest first; ``recursive=True`` walks the whole subtree."""
+        query = RunQuery(
+            parent_id=None if recursive else self.id,
+            root_id=self.id if recursive else None,
+            type=type,
+            status=check_status(status),
+            tags=filter_dict(tags, "tags"),
+            properties=filter_dict(properties, "properties"),
+        )
+        for record in iter_runs(self._store, query):
+            child = Run._from_record(self.experiment, record)
+            if record.parent_id == self.id:
+                child._parent = self
+            yield child
+
+    # -- context ---------------------------------------------------------------------------
+    @classmethod
+    def get_context(cls, allow_offline: bool = True, **kwargs: Any) -> Any:
+        """The run this process was started for, or an offline run that only prints.
+
+        Inside a submitted run (``RUNYARD_RUN_ID`` and ``RUNYARD_URI`` set) this is that
+        run, the same object on every call. Outside one it is an ``OfflineRun``, unless
+        ``allow_offline=False``, which raises RunEnvironmentError.
+        """
+        run_id = os.environ.get(ENV_RUN_ID)
+        if run_id and os.environ.get("RUNYARD_URI"):
+            singleton = cls._context_singleton
+            if singleton is None or singleton.id != run_id:
+                from .workspace import Workspace
+
+                workspace = Workspace.from_config()
+                singleton = workspace.get_run(run_id)
+                singleton._system_managed = True
+                outputs = os.environ.get("RUNYARD_OUTPUT_DIRECTORY")
+                if outputs:
+                    singleton._outputs_dir = os.path.abspath(outputs)
+                cls._context_singleton = singleton
+            return singleton
+        if not allow_offline:
+            raise RunEnvironmentError(
+                "Could not load a submitted run: this process was not started by runyard "
+                f"({ENV_RUN_ID} is not set). Outside a submitted run, use "
+                "experiment.start_logging() to create a Run."
+            )
+        from ._offline import OfflineRun
+
+        return OfflineRun()
+
+    def _buffer(self) -> MetricBuffer:
+        if self._buffer_obj is None:
+            self._buffer_obj = MetricBuffer(self._store, self.id)
+        return self._buffer_obj
+
+
+_LOG_PREFIXES = ("logs/", "user_logs/", "system_logs/", "azureml-logs/")
+
+
+def _file_url(path: str | None) -> str:
+    return "" if path is None else "file://" + path
+
+
+def _user() -> str | None:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _check_run_id(run_id: object) -> str:
+    check_name(run_id, "run_id")
+    assert isinstance(run_id, str)
+    if "/" in run_id or run_id.strip() != run_id:
+        raise UserError(f"run_id {run_id!r} must not contain '/' or surrounding spaces")
+    return run_id
+
+
+def _check_text(value: object, what: str, limit: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise UserError(f"{what} is {len(value)} characters long; the limit is {limit}")
+
+
+def _error_body(details: str | BaseException | None, code: str | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code or "UserError"}
+    if details is None:
+        error["message"] = "The run was marked as failed."
+    elif isinstance(details, str):
+        error["message"] = details
+    elif isinstance(details, BaseException):
+        error["message"] = f"User program failed with {type(details).__name__}: {details}"
+        error["debugInfo"] = {
+            "type": type(details).__name__,
+            "message": str(details),
+            "stackTrace": "".join(traceback.format_exception(details)),
+        }
+    else:
+        raise TypeError("error_details must be instance of string or BaseException.")
+    return {"error": error, "time": format_time(time.time())}
+

@@ -1,0 +1,52 @@
+"""Stores: where runs, metrics and artifact records are kept.
+
+``open_store(uri)`` is the one place that decides which implementation a URI gets.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import UserError
+from .base import Store, iter_runs
+
+__all__ = ["Store", "iter_runs", "open_store", "workspace_paths"]
+
+
+def workspace_paths(uri: str) -> tuple[str, str | None]:
+    """Return (database URI or file, default artifact directory) for a workspace URI."""
+    if uri.startswith(("postgresql://", "postgres://")):
+        return uri, None
+    if uri.startswith(("http://", "https://")):
+        raise UserError(
+            f"{uri!r} names a runyard server; the tracking server is not part of this "
+            "release yet: use a local path or a postgresql:// URI"
+        )
+    if uri.startswith("sqlite:"):
+        path = uri.removeprefix("sqlite:").removeprefix("//")
+        if not path:
+            raise UserError("a sqlite: URI needs a file: sqlite:///path/to/runyard.db")
+        path = os.path.abspath(os.path.expanduser(path))
+        return path, os.path.join(os.path.dirname(path), "artifacts")
+    if "://" in uri:
+        raise UserError(
+            f"unsupported workspace URI {uri!r}: use a directory path, sqlite:///file.db "
+            "or postgresql://user@host/db"
+        )
+    directory = os.path.abspath(os.path.expanduser(uri))
+    return os.path.join(directory, "runyard.db"), os.path.join(directory, "artifacts")
+
+
+def open_store(uri: str) -> Store:
+    """Open (creating if needed) the store a workspace URI names."""
+    from .sql import SqlStore
+    from .sql.database import PostgresDatabase, SqliteDatabase
+
+    target, _ = workspace_paths(uri)
+    if target.startswith(("postgresql://", "postgres://")):
+        return SqlStore(PostgresDatabase(target), uri)
+    directory = os.path.dirname(target)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UserError(f"cannot use {directory!r} as a workspace: it is a file, not a folder")
+    os.makedirs(directory, exist_ok=True)
+    return SqlStore(SqliteDatabase(target), uri)

@@ -1,0 +1,164 @@
+"""The schema, as an ordered list of migrations applied once per database."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import StoreError
+from .database import Database, SqlCursor
+
+_TABLES = """
+CREATE TABLE experiments (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    archived_at {real},
+    run_counter INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX experiments_active_name ON experiments (name) WHERE archived_at IS NULL;
+CREATE TABLE experiment_tags (
+    experiment_id TEXT NOT NULL REFERENCES experiments (id),
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (experiment_id, key)
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL REFERENCES experiments (id),
+    parent_id TEXT REFERENCES runs (id),
+    root_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    name TEXT,
+    display_name TEXT,
+    description TEXT,
+    type TEXT,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    started_at {real},
+    ended_at {real},
+    heartbeat_at {real},
+    error TEXT,
+    run_definition TEXT,
+    snapshot_id TEXT,
+    submitted_by TEXT
+);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, created_at, number);
+CREATE INDEX runs_by_parent ON runs (parent_id, created_at, number);
+CREATE INDEX runs_by_root ON runs (root_id);
+CREATE TABLE run_tags (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_tags_by_value ON run_tags (key, value, run_id);
+CREATE TABLE run_properties (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_properties_by_value ON run_properties (key, value, run_id);
+CREATE TABLE metric_series (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    count INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    last_json TEXT,
+    min_value {real},
+    max_value {real},
+    last_step INTEGER,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE metric_chunks (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    encoding TEXT NOT NULL,
+    steps {blob} NOT NULL,
+    points {blob} NOT NULL,
+    times {blob} NOT NULL,
+    PRIMARY KEY (run_id, name, seq),
+    FOREIGN KEY (run_id, name) REFERENCES metric_series (run_id, name)
+);
+CREATE TABLE artifacts (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    streaming INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, path)
+);
+CREATE TABLE snapshots (
+    id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    created_at {real} NOT NULL
+)
+"""
+
+_ADD_ONLY_MESSAGE = "properties are add-only: an existing property cannot be changed or removed"
+
+_SQLITE_TRIGGERS = [
+    f"""CREATE TRIGGER run_properties_no_update BEFORE UPDATE ON run_properties
+    BEGIN SELECT RAISE(ABORT, '{_ADD_ONLY_MESSAGE}'); END""",
+    f"""CREATE TRIGGER run_properties_no_delete BEFORE DELETE ON run_properties
+    BEGIN SELECT RAISE(ABORT, '{_ADD_ONLY_MESSAGE}'); END""",
+]
+
+_POSTGRES_TRIGGERS = [
+    f"""CREATE OR REPLACE FUNCTION runyard_properties_add_only() RETURNS trigger AS $$
+    BEGIN RAISE EXCEPTION '{_ADD_ONLY_MESSAGE}'; END; $$ LANGUAGE plpgsql""",
+    """CREATE TRIGGER run_properties_no_change BEFORE UPDATE OR DELETE ON run_properties
+    FOR EACH ROW EXECUTE FUNCTION runyard_properties_add_only()""",
+]
+
+
+def _initial(cur: SqlCursor) -> None:
+    real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    blob = "BYTEA" if cur.dialect == "postgresql" else "BLOB"
+    for statement in _TABLES.format(real=real, blob=blob).split(";"):
+        cur.execute(statement)
+    triggers = _POSTGRES_TRIGGERS if cur.dialect == "postgresql" else _SQLITE_TRIGGERS
+    for statement in triggers:
+        cur.execute(statement)
+
+
+MIGRATIONS = [
+    (1, _initial),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(db: Database) -> int:
+    """Bring the database to the latest schema; safe when many processes open it at once."""
+
+    def body(cur: SqlCursor) -> int:
+        if cur.dialect == "postgresql":
+            cur.execute("SELECT pg_advisory_xact_lock(7460318)")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS runyard_schema "
+            "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        current = cur.execute("SELECT MAX(version) FROM runyard_schema")[0][0] or 0
+        if current > LATEST:
+            raise StoreError(
+                f"this workspace has schema version {current}, newer than this runyard "
+                f"understands ({LATEST}); upgrade runyard: pip install -U runyard"
+            )
+        for version, step in MIGRATIONS:
+            if version > current:
+                step(cur)
+                cur.execute(
+                    "INSERT INTO runyard_schema (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+        return int(max(current, LATEST))
+
+    version: int = db.write(body)
+    return version

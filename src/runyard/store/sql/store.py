@@ -1,0 +1,485 @@
+"""SqlStore: the Store protocol on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ...errors import Conflict, NotFound, UserError
+from ...records import (
+    TERMINAL_STATUSES,
+    ArtifactRecord,
+    ExperimentRecord,
+    MetricHistory,
+    NewRun,
+    RunQuery,
+    RunRecord,
+    SeriesAppend,
+    SeriesSummary,
+)
+from . import metrics
+from .database import Database, SqlCursor
+from .schema import migrate
+
+_RUN_COLUMNS = (
+    "r.id, r.experiment_id, e.name, r.parent_id, r.root_id, r.number, r.name, r.display_name, "
+    "r.description, r.type, r.target, r.status, r.created_at, r.started_at, r.ended_at, "
+    "r.heartbeat_at, r.error, r.run_definition, r.snapshot_id, r.submitted_by"
+)
+_RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
+_TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
+_UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SqlStore:
+    """Run history in one SQL database (SQLite file or PostgreSQL).
+
+        >>> from runyard.store import open_store
+        >>> store = open_store("/tmp/ws")          # doctest: +SKIP
+        >>> store.get_or_create_experiment("demo")  # doctest: +SKIP
+    """
+
+    def __init__(self, db: Database, uri: str) -> None:
+        self.db = db
+        self.uri = uri
+        migrate(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- experiments -----------------------------------------------------
+    def _experiment_rows(self, where: str, params: Sequence[Any]) -> list[ExperimentRecord]:
+        rows = self.db.read(
+            f"SELECT id, name, created_at, archived_at FROM experiments WHERE {where} "
+            "ORDER BY created_at, name",
+            params,
+        )
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        tags: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        for eid, key, value in self.db.read(
+            f"SELECT experiment_id, key, value FROM experiment_tags "
+            f"WHERE experiment_id IN ({_marks(len(ids))}) ORDER BY key",
+            ids,
+        ):
+            tags[eid][key] = value
+        return [ExperimentRecord(r[0], r[1], r[2], r[3], tags[r[0]]) for r in rows]
+
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        found = self.find_experiment(name)
+        if found is not None:
+            return found
+
+        def body(cur: SqlCursor) -> None:
+            cur.execute(
+                "INSERT INTO experiments (id, name, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) WHERE archived_at IS NULL DO NOTHING",
+                (uuid.uuid4().hex, name, time.time()),
+            )
+
+        self.db.write(body)
+        created = self.find_experiment(name)
+        assert created is not None
+        return created
+
+    def find_experiment(self, name: str) -> ExperimentRecord | None:
+        rows = self._experiment_rows("name = ? AND archived_at IS NULL", (name,))
+        return rows[0] if rows else None
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        rows = self._experiment_rows("id = ?", (experiment_id,))
+        if not rows:
+            raise NotFound(f"no experiment with id {experiment_id!r} in {self.uri}")
+        return rows[0]
+
+    def list_experiments(self, view_type: str = "ActiveOnly") -> list[ExperimentRecord]:
+        where = {
+            "ActiveOnly": "archived_at IS NULL",
+            "ArchivedOnly": "archived_at IS NOT NULL",
+            "All": "1 = 1",
+        }.get(view_type)
+        if where is None:
+            raise UserError(
+                f"view_type {view_type!r} is not one of 'ActiveOnly', 'ArchivedOnly', 'All'"
+            )
+        return self._experiment_rows(where, ())
+
+    def archive_experiment(self, experiment_id: str) -> ExperimentRecord:
+        self.get_experiment(experiment_id)
+        self.db.write(
+            lambda cur: cur.execute(
+                "UPDATE experiments SET archived_at = ? WHERE id = ? AND archived_at IS NULL",
+                (time.time(), experiment_id),
+            )
+        )
+        return self.get_experiment(experiment_id)
+
+    def reactivate_experiment(self, experiment_id: str) -> ExperimentRecord:
+        record = self.get_experiment(experiment_id)
+
+        def body(cur: SqlCursor) -> None:
+            active = cur.execute(
+                "SELECT id FROM experiments WHERE name = ? AND archived_at IS NULL AND id <> ?",
+                (record.name, experiment_id),
+            )
+            if active:
+                raise Conflict(
+                    f"cannot reactivate experiment {record.name!r}: an active experiment "
+                    "already has that name; archive that one first"
+                )
+            cur.execute("UPDATE experiments SET archived_at = NULL WHERE id = ?", (experiment_id,))
+
+        self.db.write(body)
+        return self.get_experiment(experiment_id)
+
+    def set_experiment_tags(self, experiment_id: str, tags: dict[str, str | None]) -> None:
+        self.get_experiment(experiment_id)
+        self.db.write(
+            lambda cur: cur.executemany(
+                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                [(experiment_id, k, v) for k, v in tags.items()],
+            )
+        )
+
+    def remove_experiment_tags(self, experiment_id: str, keys: Sequence[str]) -> None:
+        self.db.write(
+            lambda cur: cur.executemany(
+                "DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?",
+                [(experiment_id, k) for k in keys],
+            )
+        )
+
+    # -- runs ------------------------------------------------------------
+    def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
+        experiment = self.get_experiment(experiment_id)
+        now = time.time()
+
+        def body(cur: SqlCursor) -> list[RunRecord]:
+            parents = {r.parent_id for r in runs if r.parent_id}
+            roots: dict[str, str] = {}
+            for parent_id in parents:
+                found = cur.execute(
+                    "SELECT root_id, experiment_id FROM runs WHERE id = ?", (parent_id,)
+                )
+                if not found:
+                    raise NotFound(f"parent run {parent_id!r} does not exist")
+                roots[parent_id] = found[0][0]
+            ids = [r.id for r in runs]
+            if len(set(ids)) != len(ids):
+                raise Conflict("run ids given to create_runs are not unique")
+            taken = cur.execute(f"SELECT id FROM runs WHERE id IN ({_marks(len(ids))})", ids)
+            if taken:
+                raise Conflict(f"a run with id {taken[0][0]!r} already exists; choose another id")
+            last = cur.execute(
+                "UPDATE experiments SET run_counter = run_counter + ? WHERE id = ? "
+                "RETURNING run_counter",
+                (len(runs), experiment_id),
+            )[0][0]
+            records = []
+            rows = []
+            for offset, new in enumerate(runs):
+                number = last - len(runs) + 1 + offset
+                root = roots[new.parent_id] if new.parent_id else new.id
+                started = now if new.status == "Running" else None
+                definition = None if new.run_definition is None else json.dumps(new.run_definition)
+                rows.append(
+                    (
+                        new.id, experiment_id, new.parent_id, root, number, new.name,
+                        new.display_name, new.description, new.type, new.target, new.status,
+                        now, started, definition, new.submitted_by, new.snapshot_id,
+                    )
+                )  # fmt: skip
+                records.append(
+                    RunRecord(
+                        new.id, experiment_id, experiment.name, new.parent_id, root, number,
+                        new.name, new.display_name, new.description, new.type, new.target,
+                        new.status, now, started, None, None, None, new.run_definition,
+                        new.snapshot_id, new.submitted_by, dict(new.tags), dict(new.properties),
+                    )
+                )  # fmt: skip
+            cur.executemany(
+                "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
+                "display_name, description, type, target, status, created_at, started_at, "
+                "run_definition, submitted_by, snapshot_id) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            cur.executemany(
+                "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
+                [(r.id, k, v) for r in runs for k, v in r.tags.items()],
+            )
+            cur.executemany(
+                "INSERT INTO run_properties (run_id, key, value) VALUES (?, ?, ?)",
+                [(r.id, k, v) for r in runs for k, v in r.properties.items()],
+            )
+            return records
+
+        created: list[RunRecord] = self.db.write(body)
+        return created
+
+    def _hydrate(self, rows: list[Any]) -> list[RunRecord]:
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        tags: dict[str, dict[str, str | None]] = {i: {} for i in ids}
+        props: dict[str, dict[str, str]] = {i: {} for i in ids}
+        marks = _marks(len(ids))
+        for rid, key, value in self.db.read(
+            f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({marks})", ids
+        ):
+            tags[rid][key] = value
+        for rid, key, value in self.db.read(
+            f"SELECT run_id, key, value FROM run_properties WHERE run_id IN ({marks})", ids
+        ):
+            props[rid][key] = value
+        return [
+            RunRecord(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                r[12], r[13], r[14], r[15], _loads(r[16]), _loads(r[17]), r[18], r[19],
+                tags[r[0]], props[r[0]],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self.db.read(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = ?", (run_id,))
+        if not rows:
+            raise NotFound(
+                f"no run with id {run_id!r} in {self.uri}; check the id "
+                "(experiment.get_runs() lists the runs)"
+            )
+        return self._hydrate(rows)[0]
+
+    def search_runs(
+        self, query: RunQuery, *, after: tuple[float, int] | None = None, limit: int = 500
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        prefix = ""
+        if query.root_id is not None:
+            prefix = (
+                "WITH RECURSIVE subtree(id) AS (SELECT id FROM runs WHERE parent_id = ? "
+                "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
+            )
+            params.append(query.root_id)
+            where.append("r.id IN (SELECT id FROM subtree)")
+        for column, value in (
+            ("r.experiment_id", query.experiment_id),
+            ("r.parent_id", query.parent_id),
+            ("r.type", query.type),
+            ("r.status", query.status),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.top_level_only:
+            where.append("r.parent_id IS NULL")
+        for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
+            for key, value in filters.items():
+                if value is None:
+                    where.append(f"r.id IN (SELECT run_id FROM {table} WHERE key = ?)")
+                    params.append(key)
+                else:
+                    where.append(
+                        f"r.id IN (SELECT run_id FROM {table} WHERE key = ? AND value = ?)"
+                    )
+                    params.extend((key, value))
+        if after is not None:
+            where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
+            params.extend((after[0], after[0], after[1]))
+        sql = (
+            f"{prefix}SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} "
+            f"WHERE {' AND '.join(where) or '1 = 1'} "
+            f"ORDER BY r.created_at DESC, r.number DESC LIMIT {int(limit)}"
+        )
+        return self._hydrate(self.db.read(sql, params))
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise UserError(f"cannot update run field(s) {sorted(unknown)}")
+        for key in ("run_definition", "error"):
+            if fields.get(key) is not None:
+                fields[key] = json.dumps(fields[key])
+
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            cur.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+        if fields:
+            self.db.write(body)
+        return self.get_run(run_id)
+
+    def set_status(
+        self, run_id: str, status: str, *, error: dict[str, Any] | None = None
+    ) -> RunRecord:
+        now = time.time()
+        terminal = status in TERMINAL_STATUSES
+
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            cur.execute(
+                "UPDATE runs SET status = ?, "
+                "started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, "
+                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
+                "error = COALESCE(?, error) "
+                f"WHERE id = ? AND status NOT IN {_TERMINAL_SQL}",
+                (
+                    status, status == "Running", now, terminal, now,
+                    None if error is None else json.dumps(error), run_id,
+                ),
+            )  # fmt: skip
+
+        self.db.write(body)
+        return self.get_run(run_id)
+
+    def set_tags(self, run_id: str, tags: dict[str, str | None]) -> None:
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            cur.executemany(
+                "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                [(run_id, k, v) for k, v in tags.items()],
+            )
+
+        self.db.write(body)
+
+    def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            cur.executemany(
+                "DELETE FROM run_tags WHERE run_id = ? AND key = ?", [(run_id, k) for k in keys]
+            )
+
+        self.db.write(body)
+
+    def add_properties(self, run_id: str, properties: dict[str, str]) -> None:
+        keys = list(properties)
+
+        def check(cur: SqlCursor) -> None:
+            for key, stored in cur.execute(
+                f"SELECT key, value FROM run_properties WHERE run_id = ? "
+                f"AND key IN ({_marks(len(keys))})",
+                (run_id, *keys),
+            ):
+                if stored != properties[key]:
+                    raise Conflict(
+                        f"property {key!r} of run {run_id} is already {stored!r}; it cannot "
+                        f"become {properties[key]!r}: properties are add-only (use a tag for "
+                        "values that change)"
+                    )
+
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            check(cur)
+            cur.executemany(
+                "INSERT INTO run_properties (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO NOTHING",
+                [(run_id, k, v) for k, v in properties.items()],
+            )
+            check(cur)  # a concurrent writer may have won the race on PostgreSQL
+
+        if keys:
+            self.db.write(body)
+
+    def _require_run(self, cur: SqlCursor, run_id: str) -> None:
+        if not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+            raise NotFound(f"no run with id {run_id!r} in {self.uri}")
+
+    # -- metrics ---------------------------------------------------------
+    def log_batch(self, run_id: str, series: Sequence[SeriesAppend]) -> None:
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            for one in series:
+                metrics.append_series(cur, run_id, one)
+
+        if series:
+            self.db.write(body)
+
+    def list_series(self, run_ids: Sequence[str]) -> list[SeriesSummary]:
+        return metrics.list_series(self.db, run_ids)
+
+    def get_history(self, run_id: str, name: str) -> MetricHistory:
+        found = metrics.get_histories(self.db, [run_id], name).get(run_id)
+        if not found:
+            raise NotFound(f"run {run_id} has no metric named {name!r}")
+        return found[0]
+
+    def get_histories(self, run_ids: Sequence[str]) -> dict[str, list[MetricHistory]]:
+        return metrics.get_histories(self.db, run_ids)
+
+    # -- artifacts and snapshots ------------------------------------------
+    def add_artifact(self, record: ArtifactRecord) -> None:
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, record.run_id)
+            found = cur.execute(
+                "SELECT streaming FROM artifacts WHERE run_id = ? AND path = ?",
+                (record.run_id, record.path),
+            )
+            if found and not (found[0][0] and record.streaming):
+                raise Conflict(
+                    f"artifact {record.path!r} already exists in run {record.run_id}; "
+                    "artifacts are write-once: upload under another name"
+                )
+            cur.execute(
+                "INSERT INTO artifacts (run_id, path, size, digest, created_at, streaming) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, path) DO UPDATE SET "
+                "size = excluded.size, digest = excluded.digest",
+                (
+                    record.run_id, record.path, record.size, record.digest, record.created,
+                    int(record.streaming),
+                ),
+            )  # fmt: skip
+
+        self.db.write(body)
+
+    def _artifact_rows(self, where: str, params: Sequence[Any]) -> list[ArtifactRecord]:
+        rows = self.db.read(
+            "SELECT run_id, path, size, digest, created_at, streaming FROM artifacts "
+            f"WHERE {where} ORDER BY path",
+            params,
+        )
+        return [ArtifactRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactRecord]:
+        if not prefix:
+            return self._artifact_rows("run_id = ?", (run_id,))
+        folder = prefix.rstrip("/") + "/"
+        return self._artifact_rows(
+            "run_id = ? AND (path = ? OR substr(path, 1, ?) = ?)",
+            (run_id, prefix, len(folder), folder),
+        )
+
+    def get_artifact(self, run_id: str, path: str) -> ArtifactRecord:
+        rows = self._artifact_rows("run_id = ? AND path = ?", (run_id, path))
+        if not rows:
+            raise NotFound(
+                f"run {run_id} has no file {path!r}; run.get_file_names() lists its files"
+            )
+        return rows[0]
+
+    def add_snapshot(self, snapshot_id: str, size: int, files: int) -> None:
+        self.db.write(
+            lambda cur: cur.execute(
+                "INSERT INTO snapshots (id, size, files, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (snapshot_id, size, files, time.time()),
+            )
+        )
+
+    def has_snapshot(self, snapshot_id: str) -> bool:
+        return bool(self.db.read("SELECT 1 FROM snapshots WHERE id = ?", (snapshot_id,)))

@@ -1,0 +1,176 @@
+"""Workspace: where a project's runs are kept, found from ``.runyard/config.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigNotFound, UserError
+
+if TYPE_CHECKING:
+    from .artifacts.base import ArtifactStore
+    from .experiment import Experiment
+    from .run import Run
+    from .store.base import Store
+
+CONFIG_DIR = ".runyard"
+CONFIG_FILE = "config.json"
+ENV_URI = "RUNYARD_URI"
+ENV_ARTIFACTS = "RUNYARD_ARTIFACTS"
+
+
+class Workspace:
+    """A run history: an embedded SQLite workspace directory or a PostgreSQL database.
+
+        >>> from runyard import Workspace
+        >>> ws = Workspace("./runs")                      # doctest: +SKIP
+        >>> ws.write_config()                             # doctest: +SKIP
+        >>> ws = Workspace.from_config()                  # doctest: +SKIP
+
+    A PostgreSQL workspace keeps artifacts in a directory every user can reach:
+    ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``.
+    """
+
+    def __init__(self, uri: str | os.PathLike[str], artifacts: str | None = None) -> None:
+        from .artifacts.local import LocalArtifactStore
+        from .store import open_store, workspace_paths
+
+        uri = os.fspath(uri)
+        if not uri:
+            raise UserError("workspace URI must not be empty: give a folder or postgresql:// URI")
+        if "://" not in uri and not uri.startswith("sqlite:"):
+            uri = os.path.abspath(os.path.expanduser(uri))
+        _, default_artifacts = workspace_paths(uri)
+        artifacts = artifacts or default_artifacts
+        if artifacts is None:
+            raise UserError(
+                "a PostgreSQL workspace needs a directory for artifacts: "
+                "Workspace(uri, artifacts='/shared/runyard-artifacts'), an \"artifacts\" key in "
+                f".runyard/config.json, or the {ENV_ARTIFACTS} environment variable"
+            )
+        self.uri = uri
+        self.artifacts_root = os.path.abspath(os.path.expanduser(artifacts))
+        self._store: Store = open_store(uri)
+        self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
+
+    @property
+    def name(self) -> str:
+        if "://" in self.uri:
+            return self.uri.rsplit("/", 1)[-1].split("?")[0]
+        return os.path.basename(self.uri.rstrip("/")) or self.uri
+
+    def __repr__(self) -> str:
+        return f"Workspace(uri={self.uri!r})"
+
+    # -- config -------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Open the workspace named by the nearest ``.runyard/config.json`` above ``path``.
+
+        ``RUNYARD_URI`` (and ``RUNYARD_ARTIFACTS``) in the environment take precedence.
+        """
+        env_uri = os.environ.get(ENV_URI)
+        config_path, config = _find_config(path, required=not env_uri)
+        if env_uri:
+            return cls(env_uri, os.environ.get(ENV_ARTIFACTS) or config.get("artifacts"))
+        assert config_path is not None
+        base = os.path.dirname(os.path.dirname(config_path))
+        uri = config.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise UserError(
+                f"{config_path} has no \"uri\"; write one with Workspace(uri).write_config()"
+            )
+        if "://" not in uri and not uri.startswith("sqlite:"):
+            uri = os.path.join(base, os.path.expanduser(uri))
+        artifacts = os.environ.get(ENV_ARTIFACTS) or config.get("artifacts")
+        if artifacts and "://" not in artifacts:
+            artifacts = os.path.join(base, os.path.expanduser(artifacts))
+        return cls(uri, artifacts)
+
+    def write_config(self, path: str | os.PathLike[str] | None = None, **extra: Any) -> str:
+        """Write ``<path>/.runyard/config.json`` pointing at this workspace; return its path."""
+        base = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
+        if os.path.exists(base) and not os.path.isdir(base):
+            raise UserError(f"cannot write a config into {base!r}: it is a file, not a folder")
+        folder = os.path.join(base, CONFIG_DIR)
+        os.makedirs(folder, exist_ok=True)
+        config: dict[str, Any] = {"uri": _relative_if_inside(self.uri, base)}
+        if "://" in self.uri:
+            config["artifacts"] = _relative_if_inside(self.artifacts_root, base)
+        config.update({k: v for k, v in extra.items() if v is not None})
+        target = os.path.join(folder, CONFIG_FILE)
+        with open(target, "w", encoding="utf-8") as fh:
+            json.dump(config, fh, indent=2)
+            fh.write("\n")
+        return target
+
+    # -- contents -------------------------------------------------------------
+    @property
+    def experiments(self) -> dict[str, Experiment]:
+        """Active experiments by name."""
+        from .experiment import Experiment
+
+        return {
+            rec.name: Experiment._from_record(self, rec)
+            for rec in self._store.list_experiments("ActiveOnly")
+        }
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with this id, in whichever experiment it is."""
+        from .experiment import Experiment
+        from .run import Run
+
+        record = self._store.get_run(run_id)
+        experiment = Experiment._from_record(
+            self, self._store.get_experiment(record.experiment_id)
+        )
+        return Run._from_record(experiment, record)
+
+
+def _relative_if_inside(target: str, base: str) -> str:
+    if "://" in target or target.startswith("sqlite:"):
+        return target
+    try:
+        rel = os.path.relpath(target, base)
+    except ValueError:
+        return target
+    return target if rel.startswith("..") else rel
+
+
+def _find_config(
+    path: str | os.PathLike[str] | None, required: bool = True
+) -> tuple[str | None, dict[str, Any]]:
+    start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
+    if os.path.isfile(start):
+        return start, _read_config(start)
+    searched = []
+    current = start
+    while True:
+        candidate = os.path.join(current, CONFIG_DIR, CONFIG_FILE)
+        searched.append(candidate)
+        if os.path.isfile(candidate):
+            return candidate, _read_config(candidate)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if not required:
+        return None, {}
+    shown = "\n  ".join(searched)
+    raise ConfigNotFound(
+        f"no workspace configuration found in {start} or its parent folders; looked for:\n"
+        f"  {shown}\ncreate one with `runyard init` or, in Python, "
+        "Workspace('path/to/workspace').write_config(), or set RUNYARD_URI"
+    )
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read workspace configuration {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} must hold a JSON object such as {{\"uri\": \".runyard\"}}")
+    return config
