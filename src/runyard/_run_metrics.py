@@ -10,6 +10,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._logging_buffer import flush_all
 from ._validation import check_artifact_path, check_name
 from .errors import UserError
 from .records import MetricHistory, RunQuery
@@ -109,7 +110,6 @@ class MetricsMixin:
     if TYPE_CHECKING:  # provided by Run and FilesMixin
 
         def _buffer(self) -> MetricBuffer: ...
-        def flush(self, timeout_seconds: int = 300) -> None: ...
         def upload_file(self, name: str, path_or_stream: Any) -> Any: ...
 
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
@@ -273,7 +273,7 @@ class MetricsMixin:
         ``recursive=True`` returns ``{run_id: {name: value}}`` for this run and its
         descendants that have metrics.
         """
-        self.flush()
+        flush_all()  # what this process logged, through any handle, is visible
         if not recursive:
             histories = self._store.get_histories([self.id]).get(self.id, [])
             return self._shape(self.id, histories, name, populate)
@@ -289,7 +289,7 @@ class MetricsMixin:
 
     def get_metric_history(self, name: str) -> MetricHistory:
         """Every point of one series: ``.steps``, ``.values``, ``.times`` (epoch seconds)."""
-        self.flush()
+        flush_all()
         return self._store.get_history(self.id, name)
 
     def _shape(

@@ -82,27 +82,31 @@ def take_snapshot(
             f"over the limit of {MAX_FILES}. Exclude files in a .runyardignore at its root "
             "(gitignore syntax), or pass snapshot_directory=None."
         )
-    total = 0
-    digest = hashlib.sha256()
-    entries = []
+    sizes = []
     for rel, full in files:
         try:
-            size = os.path.getsize(full)
-            content = hashlib.sha256()
+            sizes.append((rel, full, os.path.getsize(full)))
+        except OSError as exc:
+            print(f"runyard: skipping unreadable file {full} in the snapshot: {exc}")
+    total = sum(size for _, _, size in sizes)
+    if total > MAX_BYTES:
+        raise SnapshotError(
+            f"While attempting to take snapshot of {directory}: your total snapshot size "
+            f"({total / 1024 / 1024:.1f} MB) exceeds the limit of "
+            f"{MAX_BYTES / 1024 / 1024:.1f} MB. Exclude large files in a .runyardignore at "
+            "its root (gitignore syntax), or pass snapshot_directory=None."
+        )
+    digest = hashlib.sha256()
+    entries = []
+    for rel, full, _size in sizes:
+        content = hashlib.sha256()
+        try:
             with open(full, "rb") as fh:
                 while block := fh.read(1 << 20):
                     content.update(block)
         except OSError as exc:
             print(f"runyard: skipping unreadable file {full} in the snapshot: {exc}")
             continue
-        total += size
-        if total > MAX_BYTES:
-            raise SnapshotError(
-                f"While attempting to take snapshot of {directory}: your total snapshot size "
-                f"exceeds the limit of {MAX_BYTES / 1024 / 1024:.1f} MB. Exclude large files "
-                "in a .runyardignore at its root (gitignore syntax), or pass "
-                "snapshot_directory=None."
-            )
         executable = os.access(full, os.X_OK)
         digest.update(f"{rel}\0{content.hexdigest()}\0{int(executable)}\n".encode())
         entries.append((rel, full, executable))

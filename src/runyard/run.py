@@ -108,7 +108,7 @@ class Run(MetricsMixin, FilesMixin):
             workspace = experiment.workspace
             snapshot_id = take_snapshot(
                 os.fspath(snapshot_directory), workspace._store, workspace._artifacts,
-                exclude=[workspace.artifacts_root, os.path.dirname(workspace.uri)],
+                exclude=workspace._own_folders(),
             )  # fmt: skip
             properties["ContentSnapshotId"] = snapshot_id
             properties.update(git_properties(os.fspath(snapshot_directory)))

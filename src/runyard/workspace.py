@@ -54,6 +54,16 @@ class Workspace:
         self._store: Store = open_store(uri)
         self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
 
+    def _own_folders(self) -> list[str]:
+        """Folders this workspace writes to; snapshots never include them."""
+        from .store import workspace_paths
+
+        database, _ = workspace_paths(self.uri)
+        folders = [self.artifacts_root]
+        if "://" not in database:
+            folders.append(os.path.dirname(database))
+        return folders
+
     @property
     def name(self) -> str:
         if "://" in self.uri:

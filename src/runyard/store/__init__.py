@@ -23,9 +23,10 @@ def workspace_paths(uri: str) -> tuple[str, str | None]:
             "release yet: use a local path or a postgresql:// URI"
         )
     if uri.startswith("sqlite:"):
-        path = uri.removeprefix("sqlite:").removeprefix("//")
+        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
+        path = uri.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
         if not path:
-            raise UserError("a sqlite: URI needs a file: sqlite:///path/to/runyard.db")
+            raise UserError("a sqlite: URI needs a file: sqlite:////abs/path/runyard.db")
         path = os.path.abspath(os.path.expanduser(path))
         return path, os.path.join(os.path.dirname(path), "artifacts")
     if "://" in uri:

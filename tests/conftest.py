@@ -1,0 +1,102 @@
+"""Fixtures: real SQLite workspaces in tmp dirs, and real PostgreSQL schemas.
+
+PostgreSQL tests use ``RUNYARD_TEST_POSTGRES`` (default: the local server). When it
+cannot be reached they skip with a visible reason, unless ``RUNYARD_REQUIRE_POSTGRES=1``
+(set by ``.ci/run``), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from runyard import Workspace
+
+PG_URI = os.environ.get("RUNYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("RUNYARD_REQUIRE_POSTGRES") == "1"
+_pg_error: str | None = None
+
+
+def _pg_available() -> str | None:
+    global _pg_error
+    if _pg_error is not None:
+        return _pg_error or None
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URI, connect_timeout=3):
+            pass
+        _pg_error = ""
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        _pg_error = f"PostgreSQL not reachable at {PG_URI}: {exc}"
+    return _pg_error or None
+
+
+def pg_schema_uri() -> Iterator[str]:
+    """A fresh schema on the test server; yields a URI whose search_path is that schema."""
+    problem = _pg_available()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here (RUNYARD_REQUIRE_POSTGRES=1): {problem}")
+        pytest.skip(problem)
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URI, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URI else "?"
+    try:
+        yield f"{PG_URI}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URI, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_uri() -> Iterator[str]:
+    yield from pg_schema_uri()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ws_uri(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[str, str | None]]:
+    """(workspace URI, artifacts dir) on each database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ws"), None
+    else:
+        for uri in pg_schema_uri():
+            yield uri, str(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def ws(ws_uri, tmp_path, monkeypatch) -> Iterator[Workspace]:
+    """A workspace on each database, with the working directory in a fresh folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    uri, artifacts = ws_uri
+    workspace = Workspace(uri, artifacts=artifacts)
+    yield workspace
+    workspace._store.close()
+
+
+@pytest.fixture
+def local_ws(tmp_path, monkeypatch) -> Iterator[Workspace]:
+    """A SQLite workspace only, for SDK behaviour that does not depend on the database."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    workspace = Workspace(str(tmp_path / "ws"))
+    yield workspace
+    workspace._store.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_open_runs() -> Iterator[None]:
+    """Runs a test leaves open are its own business; don't finish them at interpreter exit."""
+    yield
+    from runyard import _process
+
+    _process._active.clear()

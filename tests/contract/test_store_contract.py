@@ -1,0 +1,273 @@
+"""One suite for every Store implementation: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from runyard.errors import Conflict, NotFound, StoreError, UserError
+from runyard.records import ArtifactRecord, NewRun, RunQuery, SeriesAppend
+from runyard.store import iter_runs, open_store
+
+
+@pytest.fixture
+def store(ws_uri):
+    uri, _ = ws_uri
+    s = open_store(uri)
+    yield s
+    s.close()
+
+
+def _exp(store, name="exp"):
+    return store.get_or_create_experiment(name)
+
+
+def _runs(store, exp, *specs):
+    return store.create_runs(exp.id, [NewRun(**spec) for spec in specs])
+
+
+def test_get_or_create_experiment_is_idempotent(store):
+    a = store.get_or_create_experiment("one")
+    b = store.get_or_create_experiment("one")
+    assert a.id == b.id
+    assert [e.name for e in store.list_experiments()] == ["one"]
+
+
+def test_archive_frees_the_name_and_reactivate_refuses_a_clash(store):
+    old = _exp(store, "name")
+    store.archive_experiment(old.id)
+    assert store.list_experiments("ActiveOnly") == []
+    assert [e.id for e in store.list_experiments("ArchivedOnly")] == [old.id]
+    new = store.get_or_create_experiment("name")
+    assert new.id != old.id
+    with pytest.raises(Conflict, match="already has that name"):
+        store.reactivate_experiment(old.id)
+    store.archive_experiment(new.id)
+    assert store.reactivate_experiment(old.id).archived is None
+    assert len(store.list_experiments("All")) == 2
+    with pytest.raises(UserError, match="view_type"):
+        store.list_experiments("Everything")
+
+
+def test_experiment_tags(store):
+    exp = _exp(store)
+    store.set_experiment_tags(exp.id, {"a": "1", "b": None})
+    store.set_experiment_tags(exp.id, {"a": "2"})
+    store.remove_experiment_tags(exp.id, ["b"])
+    assert store.get_experiment(exp.id).tags == {"a": "2"}
+
+
+def test_run_numbers_increase_and_children_share_the_root(store):
+    exp = _exp(store)
+    (parent,) = _runs(store, exp, {"id": "p"})
+    kids = _runs(store, exp, {"id": "c1", "parent_id": "p"}, {"id": "c2", "parent_id": "p"})
+    (grandkid,) = _runs(store, exp, {"id": "g", "parent_id": "c1"})
+    assert [parent.number, *(k.number for k in kids), grandkid.number] == [1, 2, 3, 4]
+    assert grandkid.root_id == "p"
+    assert store.get_run("g").parent_id == "c1"
+
+
+def test_create_runs_refuses_duplicates_and_missing_parents_without_writing(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "a"})
+    with pytest.raises(Conflict):
+        _runs(store, exp, {"id": "b"}, {"id": "a"})
+    with pytest.raises(NotFound):
+        _runs(store, exp, {"id": "c", "parent_id": "nope"})
+    ids = [r.id for r in iter_runs(store, RunQuery(experiment_id=exp.id))]
+    assert ids == ["a"]
+    (d,) = _runs(store, exp, {"id": "d"})
+    assert d.number == 2
+
+
+def test_get_run_unknown_id(store):
+    with pytest.raises(NotFound, match="no run with id 'missing'"):
+        store.get_run("missing")
+
+
+def test_search_filters_and_newest_first_paging(store):
+    exp = _exp(store)
+    for i in range(7):
+        _runs(
+            store,
+            exp,
+            {
+                "id": f"r{i}",
+                "tags": {"even": str(i % 2 == 0), "flag": None},
+                "properties": {"author": "me" if i < 3 else "you"},
+                "type": "kind" if i == 6 else None,
+            },
+        )
+    store.set_status("r1", "Completed")
+    _runs(store, exp, {"id": "child", "parent_id": "r0"})
+    query = RunQuery(experiment_id=exp.id, top_level_only=True)
+    page = store.search_runs(query, limit=3)
+    assert [r.id for r in page] == ["r6", "r5", "r4"]
+    rest = store.search_runs(query, after=(page[-1].created, page[-1].number), limit=10)
+    assert [r.id for r in rest] == ["r3", "r2", "r1", "r0"]
+    both = RunQuery(
+        experiment_id=exp.id, top_level_only=True, tags={"even": "True"},
+        properties={"author": "me"},
+    )  # fmt: skip
+    assert [r.id for r in iter_runs(store, both, page=1)] == ["r2", "r0"]
+    assert len(list(iter_runs(store, RunQuery(experiment_id=exp.id, tags={"flag": None})))) == 7
+    status = RunQuery(experiment_id=exp.id, status="Completed")
+    assert [r.id for r in iter_runs(store, status)] == ["r1"]
+    assert [r.id for r in iter_runs(store, RunQuery(type="kind"))] == ["r6"]
+    all_runs = list(iter_runs(store, RunQuery(experiment_id=exp.id)))
+    assert len(all_runs) == 8
+    assert all_runs[0].id == "child"
+    assert all_runs[1].tags["flag"] is None
+
+
+def test_subtree_query(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "root"}, {"id": "other"})
+    _runs(store, exp, {"id": "a", "parent_id": "root"})
+    _runs(store, exp, {"id": "b", "parent_id": "a"})
+    ids = {r.id for r in iter_runs(store, RunQuery(root_id="root"))}
+    assert ids == {"a", "b"}
+    assert {r.id for r in iter_runs(store, RunQuery(root_id="a"))} == {"b"}
+
+
+def test_terminal_status_never_changes(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r", "status": "NotStarted"})
+    assert store.get_run("r").start is None
+    started = store.set_status("r", "Running")
+    assert started.start is not None and started.end is None
+    done = store.set_status("r", "Failed", error={"error": {"message": "boom"}})
+    assert done.status == "Failed" and done.end is not None
+    again = store.set_status("r", "Completed")
+    assert again.status == "Failed"
+    assert again.error == {"error": {"message": "boom"}}
+    assert again.end == done.end
+
+
+def test_tags_merge_remove_and_key_only(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r", "tags": {"a": "1"}})
+    store.set_tags("r", {"b": None, "a": "2"})
+    store.remove_tags("r", ["nope"])
+    assert store.get_run("r").tags == {"a": "2", "b": None}
+    store.remove_tags("r", ["a"])
+    assert store.get_run("r").tags == {"b": None}
+    with pytest.raises(NotFound):
+        store.set_tags("missing", {"a": "1"})
+
+
+def test_properties_are_add_only(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"})
+    store.add_properties("r", {"a": "1"})
+    store.add_properties("r", {"a": "1", "b": "2"})
+    with pytest.raises(Conflict, match=r"'a'.*'1'.*'3'"):
+        store.add_properties("r", {"c": "new", "a": "3"})
+    assert store.get_run("r").properties == {"a": "1", "b": "2"}
+
+
+def test_database_itself_refuses_to_change_a_property(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r", "properties": {"a": "1"}})
+
+    def update(cur):
+        cur.execute("UPDATE run_properties SET value = 'hacked' WHERE run_id = 'r'")
+
+    def delete(cur):
+        cur.execute("DELETE FROM run_properties WHERE run_id = 'r'")
+
+    for body in (update, delete):
+        with pytest.raises(StoreError, match="add-only"):
+            store.db.write(body)
+    assert store.get_run("r").properties == {"a": "1"}
+
+
+def _append(name, values, kind="scalar", steps=None):
+    steps = steps or [None] * len(values)
+    now = time.time()
+    return SeriesAppend(name, kind, steps, values, [now] * len(values))
+
+
+def test_metric_values_keep_their_types(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"})
+    floats = [0.5, math.nan, math.inf, -math.inf]
+    store.log_batch(
+        "r",
+        [
+            _append("f", floats),
+            _append("i", [1, 2, 2**62]),
+            _append("mixed", [1, 2.5, "x", True, None, 2**70]),
+            _append("rows", [{"x": 1, "y": "a"}], kind="table"),
+        ],
+    )
+    store.log_batch("r", [_append("f", [1.0])])
+    by_name = {h.name: h for h in store.get_histories(["r"])["r"]}
+    f = by_name["f"].values
+    assert f[0] == 0.5 and math.isnan(f[1]) and f[2:] == [math.inf, -math.inf, 1.0]
+    assert by_name["f"].steps == [0, 1, 2, 3, 4]
+    assert by_name["i"].values == [1, 2, 2**62]
+    assert all(type(v) is int for v in by_name["i"].values)
+    mixed = by_name["mixed"].values
+    assert mixed == [1, 2.5, "x", True, None, 2**70]
+    assert [type(v) for v in mixed[:4]] == [int, float, str, bool]
+    assert by_name["rows"].values == [{"x": 1, "y": "a"}]
+
+
+def test_series_summary_is_kept_up_to_date(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"})
+    store.log_batch("r", [_append("loss", [3.0, 1.0, math.nan], steps=[10, 20, 30])])
+    store.log_batch("r", [_append("loss", [2.0, 5.0])])
+    (summary,) = store.list_series(["r"])
+    assert (summary.count, summary.min, summary.max, summary.last) == (5, 1.0, 5.0, 5.0)
+    assert summary.last_step == 4
+    history = store.get_history("r", "loss")
+    assert history.steps == [10, 20, 30, 3, 4]
+
+
+def test_kind_conflict_changes_nothing(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"})
+    store.log_batch("r", [_append("m", [1.0])])
+    with pytest.raises(Conflict, match="scalar"):
+        store.log_batch("r", [_append("other", [2.0]), _append("m", [{"a": 1}], kind="table")])
+    histories = store.get_histories(["r"])["r"]
+    assert [(h.name, h.values) for h in histories] == [("m", [1.0])]
+    with pytest.raises(NotFound):
+        store.get_history("r", "other")
+
+
+def test_artifacts_are_write_once_but_logs_stream(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"})
+    store.add_artifact(ArtifactRecord("r", "outputs/a.txt", 1, "d1", time.time()))
+    with pytest.raises(Conflict, match="write-once"):
+        store.add_artifact(ArtifactRecord("r", "outputs/a.txt", 2, "d2", time.time()))
+    store.add_artifact(ArtifactRecord("r", "logs/l.txt", 1, "d1", time.time(), True))
+    store.add_artifact(ArtifactRecord("r", "logs/l.txt", 5, "d5", time.time(), True))
+    assert store.get_artifact("r", "logs/l.txt").size == 5
+    assert [a.path for a in store.list_artifacts("r", "outputs")] == ["outputs/a.txt"]
+    assert [a.path for a in store.list_artifacts("r", "out")] == []
+    assert len(store.list_artifacts("r")) == 2
+
+
+def test_snapshots_are_recorded_once(store):
+    assert not store.has_snapshot("abc")
+    store.add_snapshot("abc", 10, 2)
+    store.add_snapshot("abc", 10, 2)
+    assert store.has_snapshot("abc")
+
+
+def test_reopening_does_not_migrate_again(ws_uri):
+    uri, _ = ws_uri
+    first = open_store(uri)
+    first.get_or_create_experiment("kept")
+    first.close()
+    second = open_store(uri)
+    assert [e.name for e in second.list_experiments()] == ["kept"]
+    versions = second.db.read("SELECT version FROM runyard_schema")
+    assert versions == [(1,)]
+    second.close()
