@@ -30,7 +30,7 @@ def _pg_available() -> str | None:
         with psycopg.connect(PG_URI, connect_timeout=3):
             pass
         _pg_error = ""
-    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+    except Exception as exc:
         _pg_error = f"PostgreSQL not reachable at {PG_URI}: {exc}"
     return _pg_error or None
 

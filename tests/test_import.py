@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -18,8 +19,10 @@ def test_import_runyard_loads_nothing_heavy():
 
 
 def test_version_command():
-    done = subprocess.run(
-        [sys.executable, "-m", "runyard.cli", "--version"], capture_output=True, text=True
-    )
-    assert done.returncode == 0
-    assert done.stdout.startswith("runyard ")
+    from runyard import __version__
+
+    entry_point = os.path.join(os.path.dirname(sys.executable), "runyard")
+    for command in ([entry_point], [sys.executable, "-m", "runyard.cli"]):
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"runyard {__version__}"

@@ -7,7 +7,7 @@ unchanged on a laptop, in a test, or as a submitted run.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from ._run_metrics import plain_value
 
@@ -15,10 +15,10 @@ from ._run_metrics import plain_value
 class OfflineRun:
     """A stand-in run that prints each call instead of storing it.
 
-        >>> run = OfflineRun()
-        >>> run.log("loss", 0.5)
-        Attempted to log scalar metric loss:
-        0.5
+    >>> run = OfflineRun()
+    >>> run.log("loss", 0.5)
+    Attempted to log scalar metric loss:
+    0.5
     """
 
     def __init__(self, run_id: str | None = None) -> None:
@@ -105,6 +105,6 @@ class OfflineRun:
         print(f"[START] Run {self.id} context")
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         print(f"[STOP] Run {self.id} context")
         return False

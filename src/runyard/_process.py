@@ -138,7 +138,9 @@ class StreamCapture:
         if isinstance(sys.stdout, Tee) and sys.stdout.path == self.path:
             return  # an outer `with run:` already captures into this file
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._log = open(self.path, "a", encoding="utf-8", errors="replace", buffering=1)
+        self._log = open(  # noqa: SIM115 - stays open until stop()
+            self.path, "a", encoding="utf-8", errors="replace", buffering=1
+        )
         self._saved = (sys.stdout, sys.stderr)
         sys.stdout = Tee(sys.stdout, self._log, self.path)
         sys.stderr = Tee(sys.stderr, self._log, self.path)

@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 class FilesMixin:
     """File methods of :class:`runyard.Run`."""
 
-    id: str
+    if TYPE_CHECKING:
+
+        @property
+        def id(self) -> str: ...
+
     _store: Store
     _artifacts: ArtifactStore
     _outputs_dir: str | None
@@ -44,7 +48,7 @@ class FilesMixin:
     def upload_file(self, name: str, path_or_stream: Any) -> ArtifactRecord:
         """Store a file (a path or a binary stream) as ``name``; names are write-once.
 
-            >>> run.upload_file("outputs/model.pkl", "model.pkl")   # doctest: +SKIP
+        >>> run.upload_file("outputs/model.pkl", "model.pkl")   # doctest: +SKIP
         """
         name = check_artifact_path(name)
         if isinstance(path_or_stream, (str, os.PathLike)):

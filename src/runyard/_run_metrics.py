@@ -24,22 +24,37 @@ if TYPE_CHECKING:
 _now = time.time
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _ARTIFACT_KINDS = (
-    "image", "confusion_matrix", "accuracy_table", "residuals", "predictions",
-)  # fmt: skip
+    "image",
+    "confusion_matrix",
+    "accuracy_table",
+    "residuals",
+    "predictions",
+)
 _JSON_SCHEMAS = {
     "confusion_matrix": ("1.0.0", ("class_labels", "matrix")),
     "accuracy_table": (
         "1.0.1",
-        ("probability_tables", "percentile_tables", "probability_thresholds",
-         "percentile_thresholds", "class_labels"),
-    ),  # fmt: skip
+        (
+            "probability_tables",
+            "percentile_tables",
+            "probability_thresholds",
+            "percentile_thresholds",
+            "class_labels",
+        ),
+    ),
     "residuals": ("1.0.0", ("bin_edges", "bin_counts")),
     "predictions": ("1.0.0", ("bin_averages", "bin_errors", "bin_counts", "bin_edges")),
 }
 _IMAGE_MAGIC = (
-    b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
-    b"MM\x00*", b"RIFF",
-)  # fmt: skip
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF",
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,11 @@ def _as_list(value: Any, what: str) -> list[Any]:
 class MetricsMixin:
     """Metric methods of :class:`runyard.Run`."""
 
-    id: str
+    if TYPE_CHECKING:
+
+        @property
+        def id(self) -> str: ...
+
     _buffer_obj: MetricBuffer | None
     _store: Store
     _artifacts: ArtifactStore
@@ -115,7 +134,7 @@ class MetricsMixin:
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
         """Log one value of the scalar metric ``name`` (optionally at ``step``).
 
-            >>> run.log("loss", 0.25, step=10)    # doctest: +SKIP
+        >>> run.log("loss", 0.25, step=10)    # doctest: +SKIP
         """
         buffer = self._buffer_obj
         if buffer is not None and type(value) in _PLAIN and not description:
@@ -131,7 +150,7 @@ class MetricsMixin:
     def log_list(self, name: str, value: Any, description: str = "") -> None:
         """Log a list of values as the metric ``name``.
 
-            >>> run.log_list("accuracies", [0.6, 0.7, 0.87])    # doctest: +SKIP
+        >>> run.log_list("accuracies", [0.6, 0.7, 0.87])    # doctest: +SKIP
         """
         check_name(name, "metric name")
         values = _as_list(value, f"value of metric {name!r}")
@@ -171,7 +190,10 @@ class MetricsMixin:
                 f"columns of table {name!r} have different lengths {lengths}; "
                 "give every column the same number of values"
             )
-        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values())]
+        rows = [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
         series = self._buffer().series_for(name, "table", description)
         now = _now()
         series.points.extend((row, None, now) for row in rows)
@@ -206,9 +228,7 @@ class MetricsMixin:
             plot.savefig(buf, format="png")
             buf.seek(0)
             self.upload_file(target, buf)
-        self._buffer().series_for(name, "image", description).points.append(
-            (target, None, _now())
-        )
+        self._buffer().series_for(name, "image", description).points.append((target, None, _now()))
 
     def _check_series_kind(self, name: str, kind: str) -> None:
         self._buffer().series_for(name, kind, "")
@@ -324,4 +344,3 @@ class MetricsMixin:
             return uri
         with self._artifacts.open(run_id, path) as fh:
             return Artifact(run_id, path, uri, fh.read())
-

@@ -51,7 +51,9 @@ def check_artifact_path(path: object) -> str:
         raise UserError(f"artifact name must be a string, got {type(path).__name__}")
     shown = repr(path)
     if not path or not path.strip():
-        raise UserError("artifact name must not be empty; use a relative path like 'outputs/model.pkl'")
+        raise UserError(
+            "artifact name must not be empty; use a relative path like 'outputs/model.pkl'"
+        )
     if len(path) > 5000:
         raise UserError(f"artifact name is {len(path)} characters; the limit is 5000")
     decoded = path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,9 +22,9 @@ VIEW_TYPES = ("ActiveOnly", "All", "ArchivedOnly")
 class Experiment:
     """Get or create the experiment ``name`` in ``workspace``.
 
-        >>> exp = Experiment(ws, "ridge-sweep")              # doctest: +SKIP
-        >>> with exp.start_logging() as run:                 # doctest: +SKIP
-        ...     run.log("alpha", 0.1)
+    >>> exp = Experiment(ws, "ridge-sweep")              # doctest: +SKIP
+    >>> with exp.start_logging() as run:                 # doctest: +SKIP
+    ...     run.log("alpha", 0.1)
     """
 
     def __init__(self, workspace: Workspace, name: str) -> None:
@@ -174,7 +175,7 @@ class Experiment:
         self.workspace._store.set_experiment_tags(self.id, clean)
         self.refresh()
 
-    def remove_tags(self, tags: list[str]) -> None:
+    def remove_tags(self, tags: builtins.list[str]) -> None:
         self.workspace._store.remove_experiment_tags(self.id, list(tags))
         self.refresh()
 
@@ -192,7 +193,9 @@ def filter_dict(value: str | dict[str, Any] | None, what: str) -> dict[str, str 
     if isinstance(value, str):
         return {value: None}
     if isinstance(value, dict):
-        return {check_name(k, f"{what} key"): None if v is None else str(v) for k, v in value.items()}
+        return {
+            check_name(k, f"{what} key"): None if v is None else str(v) for k, v in value.items()
+        }
     raise UserError(f"{what} filter must be a key (str) or a dict of key: value pairs")
 
 

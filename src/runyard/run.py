@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 import traceback
@@ -9,7 +10,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _process
 from ._logging_buffer import MetricBuffer, unregister
@@ -107,9 +108,11 @@ class Run(MetricsMixin, FilesMixin):
         if snapshot_directory is not None:
             workspace = experiment.workspace
             snapshot_id = take_snapshot(
-                os.fspath(snapshot_directory), workspace._store, workspace._artifacts,
+                os.fspath(snapshot_directory),
+                workspace._store,
+                workspace._artifacts,
                 exclude=workspace._own_folders(),
-            )  # fmt: skip
+            )
             properties["ContentSnapshotId"] = snapshot_id
             properties.update(git_properties(os.fspath(snapshot_directory)))
         outputs_dir = None
@@ -225,9 +228,12 @@ class Run(MetricsMixin, FilesMixin):
         include_children: bool = False,
     ) -> Iterator[Run]:
         return experiment.get_runs(
-            type=type, tags=tags, properties=properties, status=status,
+            type=type,
+            tags=tags,
+            properties=properties,
+            status=status,
             include_children=include_children,
-        )  # fmt: skip
+        )
 
     # -- status ---------------------------------------------------------------------
     def _refresh(self) -> RunRecord:
@@ -309,9 +315,11 @@ class Run(MetricsMixin, FilesMixin):
         self._finish("Completed")
 
     def fail(
-        self, error_details: str | BaseException | None = None, error_code: str | None = None,
+        self,
+        error_details: str | BaseException | None = None,
+        error_code: str | None = None,
         _set_status: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Flush, collect outputs and mark the run Failed with ``error_details``."""
         self._finish("Failed", _error_body(error_details, error_code))
 
@@ -330,7 +338,7 @@ class Run(MetricsMixin, FilesMixin):
             self._capture.start()
         return self
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if self._capture is not None:
             self._capture.stop(exc)
             self._capture = None
@@ -356,7 +364,7 @@ class Run(MetricsMixin, FilesMixin):
             self._store.set_tags(self.id, clean)
             self._record = self._refresh()
 
-    def remove_tags(self, tags: list[str] | str) -> None:
+    def remove_tags(self, tags: builtins.list[str] | str) -> None:
         keys = [tags] if isinstance(tags, str) else list(tags)
         self._store.remove_tags(self.id, keys)
         self._record = self._refresh()
@@ -386,17 +394,23 @@ class Run(MetricsMixin, FilesMixin):
     ) -> Run:
         """Create and start a child run (usable as a context manager)."""
         return Run._start(
-            self.experiment, parent=self, run_id=run_id, outputs=outputs,
-            snapshot_directory=None, display_name=name, description=None, tags=None,
+            self.experiment,
+            parent=self,
+            run_id=run_id,
+            outputs=outputs,
+            snapshot_directory=None,
+            display_name=name,
+            description=None,
+            tags=None,
             name=f"{self.name}>{name}" if name else None,
-        )  # fmt: skip
+        )
 
     def create_children(
         self,
         count: int | None = None,
         tag_key: str | None = None,
-        tag_values: list[Any] | None = None,
-    ) -> list[Run]:
+        tag_values: builtins.list[Any] | None = None,
+    ) -> builtins.list[Run]:
         """Create ``count`` children (or one per value of ``tag_values``) in one transaction."""
         if count is not None and (tag_key is not None or tag_values is not None):
             raise UserError("count can not be set when tag_key and tag_values are set")
@@ -417,10 +431,14 @@ class Run(MetricsMixin, FilesMixin):
             raise UserError("create_children can not create more than 100 runs")
         submitted_by = _user()
         new = [
-            NewRun(id=str(uuid.uuid4()), parent_id=self.id, tags=clean_tags(t),
-                   submitted_by=submitted_by)
+            NewRun(
+                id=str(uuid.uuid4()),
+                parent_id=self.id,
+                tags=clean_tags(t),
+                submitted_by=submitted_by,
+            )
             for t in tag_list
-        ]  # fmt: skip
+        ]
         records = self._store.create_runs(self.experiment.id, new)
         children = []
         for record in records:
@@ -542,4 +560,3 @@ def _error_body(details: str | BaseException | None, code: str | None) -> dict[s
     else:
         raise TypeError("error_details must be instance of string or BaseException.")
     return {"error": error, "time": format_time(time.time())}
-

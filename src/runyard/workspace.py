@@ -89,7 +89,7 @@ class Workspace:
         uri = config.get("uri")
         if not isinstance(uri, str) or not uri:
             raise UserError(
-                f"{config_path} has no \"uri\"; write one with Workspace(uri).write_config()"
+                f'{config_path} has no "uri"; write one with Workspace(uri).write_config()'
             )
         if "://" not in uri and not uri.startswith("sqlite:"):
             uri = os.path.join(base, os.path.expanduser(uri))
@@ -132,9 +132,7 @@ class Workspace:
         from .run import Run
 
         record = self._store.get_run(run_id)
-        experiment = Experiment._from_record(
-            self, self._store.get_experiment(record.experiment_id)
-        )
+        experiment = Experiment._from_record(self, self._store.get_experiment(record.experiment_id))
         return Run._from_record(experiment, record)
 
 
@@ -182,5 +180,5 @@ def _read_config(path: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read workspace configuration {path}: {exc}") from None
     if not isinstance(config, dict):
-        raise UserError(f"{path} must hold a JSON object such as {{\"uri\": \".runyard\"}}")
+        raise UserError(f'{path} must hold a JSON object such as {{"uri": ".runyard"}}')
     return config

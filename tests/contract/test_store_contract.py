@@ -108,9 +108,11 @@ def test_search_filters_and_newest_first_paging(store):
     rest = store.search_runs(query, after=(page[-1].created, page[-1].number), limit=10)
     assert [r.id for r in rest] == ["r3", "r2", "r1", "r0"]
     both = RunQuery(
-        experiment_id=exp.id, top_level_only=True, tags={"even": "True"},
+        experiment_id=exp.id,
+        top_level_only=True,
+        tags={"even": "True"},
         properties={"author": "me"},
-    )  # fmt: skip
+    )
     assert [r.id for r in iter_runs(store, both, page=1)] == ["r2", "r0"]
     assert len(list(iter_runs(store, RunQuery(experiment_id=exp.id, tags={"flag": None})))) == 7
     status = RunQuery(experiment_id=exp.id, status="Completed")

@@ -17,7 +17,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from runyard import Workspace, Experiment
-    uri, artifacts, start_at, index = sys.argv[1], sys.argv[2] or None, float(sys.argv[3]), sys.argv[4]
+    uri, artifacts, index = sys.argv[1], sys.argv[2] or None, sys.argv[4]
+    start_at = float(sys.argv[3])
     ws = Workspace(uri, artifacts=artifacts)
     exp = Experiment(ws, "crowd")
     while time.time() < start_at:
@@ -39,8 +40,11 @@ def _crowd(uri: str, artifacts: str | None, tmp_path) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, uri, artifacts or "", str(start_at), str(i)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         for i in range(PROCESSES)
     ]
     results = [p.communicate(timeout=300) for p in procs]

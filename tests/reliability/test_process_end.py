@@ -41,8 +41,10 @@ def _start(tmp_path, mode):
     progress = tmp_path / "progress.txt"
     proc = subprocess.Popen(
         [sys.executable, "-c", LOGGER, uri, mode, str(progress)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_id = proc.stdout.readline().strip()
     return uri, run_id, proc, progress
 

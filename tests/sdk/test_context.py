@@ -78,9 +78,13 @@ def test_get_context_returns_the_run_named_by_the_environment(ws, tmp_path):
         RUNYARD_OUTPUT_DIRECTORY="outputs",
     )
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=work, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", SCRIPT],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert f"RUN {run.id} submitted Running" in done.stdout
     assert run.get_status() == "Running"

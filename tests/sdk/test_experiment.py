@@ -28,7 +28,9 @@ def test_get_runs_is_a_lazy_newest_first_generator_with_filters(ws):
     exp = Experiment(ws, "e")
     runs = []
     for i in range(5):
-        run = exp.start_logging(snapshot_directory=None, tags={"i": i, "odd": None} if i % 2 else {"i": i})
+        run = exp.start_logging(
+            snapshot_directory=None, tags={"i": i, "odd": None} if i % 2 else {"i": i}
+        )
         run.add_properties({"author": "me" if i < 2 else "you"})
         runs.append(run)
     child = runs[0].child_run("kid")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -38,17 +39,25 @@ def test_artifacts_are_write_once(run):
     with pytest.raises(Conflict, match="already exists"):
         run.upload_file("outputs/a.txt", io.BytesIO(b"two"))
     run.download_file("outputs/a.txt", "a.txt")
-    assert open("a.txt", "rb").read() == b"one"
+    assert Path("a.txt").read_bytes() == b"one"
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        "../escape.txt", "outputs/../../escape.txt", "/etc/passwd", "C:/x.txt",
-        "outputs\\x.txt", "bad\x00name", "%2e%2e%2fescape.txt", "outputs/%2e%2e/%2e%2e/x",
-        "%252e%252e%252fx", "", "outputs/",
+        "../escape.txt",
+        "outputs/../../escape.txt",
+        "/etc/passwd",
+        "C:/x.txt",
+        "outputs\\x.txt",
+        "bad\x00name",
+        "%2e%2e%2fescape.txt",
+        "outputs/%2e%2e/%2e%2e/x",
+        "%252e%252e%252fx",
+        "",
+        "outputs/",
     ],
-)  # fmt: skip
+)
 def test_bad_artifact_names_change_nothing(run, name):
     with pytest.raises(UserError):
         run.upload_file(name, io.BytesIO(b"x"))
@@ -83,7 +92,7 @@ def test_upload_files_checks_everything_first(run, tmp_path):
         list(run.upload_files(["x", "x", "y"], ["a.txt", "b.txt", "b.txt"]))
     assert run.get_file_names() == ["x", "y"]
     run.download_file("x", "x.out")
-    assert open("x.out").read() == "a"
+    assert Path("x.out").read_text() == "a"
     with pytest.raises(Conflict):
         run.upload_files(["z", "y"], ["a.txt", "b.txt"])
     assert run.get_file_names() == ["x", "y"]
@@ -96,7 +105,11 @@ def test_upload_folder_and_download_files(run, tmp_path):
     (src / "sub" / "cfg.json").write_text("{}")
     run.upload_folder("outputs/model", str(src))
     run.upload_file("logs/x.txt", io.BytesIO(b"log"))
-    assert run.get_file_names() == ["logs/x.txt", "outputs/model/sub/cfg.json", "outputs/model/w.bin"]
+    assert run.get_file_names() == [
+        "logs/x.txt",
+        "outputs/model/sub/cfg.json",
+        "outputs/model/w.bin",
+    ]
     out = tmp_path / "dl"
     written = run.download_files(prefix="outputs", output_directory=str(out))
     assert sorted(written) == [

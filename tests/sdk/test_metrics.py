@@ -179,12 +179,14 @@ def test_json_chart_metrics(run):
         "acc",
         {
             "data": {
-                "probability_tables": [], "percentile_tables": [],
-                "probability_thresholds": [], "percentile_thresholds": [],
+                "probability_tables": [],
+                "percentile_tables": [],
+                "probability_thresholds": [],
+                "percentile_thresholds": [],
                 "class_labels": [],
             }
         },
-    )  # fmt: skip
+    )
     stored = json.loads(run.get_metrics("cm", populate=True)["cm"].data)
     assert stored == cm
     residuals = json.loads(run.get_metrics("res", populate=True)["res"].data)

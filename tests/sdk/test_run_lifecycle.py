@@ -20,9 +20,17 @@ def test_start_logging_details_and_complete(exp, tmp_path):
     assert run.get_status() == "Running" and run.number == 1
     details = run.get_details()
     assert set(details) == {
-        "runId", "target", "status", "startTimeUtc", "services", "properties",
-        "inputDatasets", "outputDatasets", "logFiles", "submittedBy",
-    }  # fmt: skip
+        "runId",
+        "target",
+        "status",
+        "startTimeUtc",
+        "services",
+        "properties",
+        "inputDatasets",
+        "outputDatasets",
+        "logFiles",
+        "submittedBy",
+    }
     assert details["target"] == "local" and TIME.match(details["startTimeUtc"])
     assert "ContentSnapshotId" in details["properties"]
     assert (tmp_path / "work" / "outputs").is_dir()
@@ -92,9 +100,8 @@ def test_with_block_completes_and_keeps_the_printed_log(exp, capsys):
 
 
 def test_with_block_fails_on_exception_and_reraises(exp):
-    with pytest.raises(KeyError):
-        with exp.start_logging(snapshot_directory=None) as run:
-            raise KeyError("missing")
+    with pytest.raises(KeyError), exp.start_logging(snapshot_directory=None) as run:
+        raise KeyError("missing")
     details = run.get_details()
     assert details["status"] == "Failed"
     assert details["error"]["error"]["message"] == "User program failed with KeyError: 'missing'"
@@ -103,13 +110,11 @@ def test_with_block_fails_on_exception_and_reraises(exp):
 
 
 def test_clean_sys_exit_completes_and_nonzero_fails(exp):
-    with pytest.raises(SystemExit):
-        with exp.start_logging(snapshot_directory=None) as ok:
-            sys.exit(0)
+    with pytest.raises(SystemExit), exp.start_logging(snapshot_directory=None) as ok:
+        sys.exit(0)
     assert ok.get_status() == "Completed"
-    with pytest.raises(SystemExit):
-        with exp.start_logging(snapshot_directory=None) as bad:
-            sys.exit(3)
+    with pytest.raises(SystemExit), exp.start_logging(snapshot_directory=None) as bad:
+        sys.exit(3)
     assert bad.get_status() == "Failed"
 
 

@@ -5,8 +5,7 @@ import zipfile
 
 import pytest
 
-from runyard import Experiment, SnapshotError, UserError
-from runyard import _snapshot
+from runyard import Experiment, SnapshotError, UserError, _snapshot
 
 
 def _files(run, tmp_path):
@@ -38,12 +37,16 @@ def test_ignore_file_precedence(local_ws, src, tmp_path):
     (src / ".amlignore").write_text("data/\n")
     exp = Experiment(local_ws, "snap")
     assert _files(exp.start_logging(snapshot_directory=str(src)), tmp_path / "1") == [
-        ".amlignore", ".gitignore", "notes.log", "train.py",
-    ]  # fmt: skip
+        ".amlignore",
+        ".gitignore",
+        "notes.log",
+        "train.py",
+    ]
     (src / ".runyardignore").write_text("train.py\n.*ignore\n")
     assert _files(exp.start_logging(snapshot_directory=str(src)), tmp_path / "2") == [
-        "data/big.csv", "notes.log",
-    ]  # fmt: skip
+        "data/big.csv",
+        "notes.log",
+    ]
 
 
 def test_snapshots_are_content_addressed(local_ws, src):
@@ -82,13 +85,13 @@ def test_limits(local_ws, tmp_path):
     for i in range(_snapshot.MAX_FILES + 1):
         (many / f"f{i}.txt").write_text("x")
     exp = Experiment(local_ws, "snap")
-    with pytest.raises(SnapshotError, match="limit of 2000.*runyardignore"):
+    with pytest.raises(SnapshotError, match=r"limit of 2000.*runyardignore"):
         exp.start_logging(snapshot_directory=str(many))
     big = tmp_path / "big"
     big.mkdir()
     with open(big / "huge.bin", "wb") as fh:
         fh.truncate(_snapshot.MAX_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(SnapshotError, match="300.0 MB"):
+    with pytest.raises(SnapshotError, match=r"300\.0 MB"):
         exp.start_logging(snapshot_directory=str(big))
     assert list(exp.get_runs()) == []
     with pytest.raises(UserError, match="not a folder"):

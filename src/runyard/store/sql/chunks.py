@@ -75,7 +75,9 @@ def numeric_range(values: list[Any]) -> tuple[float | None, float | None]:
         numbers = values if float not in kinds else [v for v in values if v == v]
     else:
         numbers = [
-            v for v in values if type(v) in (int, float) and not (type(v) is float and math.isnan(v))
+            v
+            for v in values
+            if type(v) in (int, float) and not (type(v) is float and math.isnan(v))
         ]
     if not numbers:
         return None, None

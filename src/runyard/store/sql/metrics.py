@@ -42,10 +42,16 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     kind, count, seq = cur.execute(
         _UPSERT,
         (
-            run_id, series.name, series.kind, series.description, n,
-            json.dumps(series.values[-1]), low, high,
+            run_id,
+            series.name,
+            series.kind,
+            series.description,
+            n,
+            json.dumps(series.values[-1]),
+            low,
+            high,
         ),
-    )[0]  # fmt: skip
+    )[0]
     if kind != series.kind:
         raise Conflict(
             f"metric {series.name!r} of run {run_id} holds {kind} values; it cannot also take "
@@ -66,10 +72,16 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
         "INSERT INTO metric_chunks (run_id, name, seq, count, encoding, steps, points, times) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            run_id, series.name, seq, n, encoding, chunks.encode_steps(list(filled)), packed,
+            run_id,
+            series.name,
+            seq,
+            n,
+            encoding,
+            chunks.encode_steps(list(filled)),
+            packed,
             chunks.encode_times(series.times),
         ),
-    )  # fmt: skip
+    )
 
 
 def _in(ids: Sequence[str]) -> str:

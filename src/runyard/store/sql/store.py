@@ -45,9 +45,9 @@ def _loads(text: str | None) -> Any:
 class SqlStore:
     """Run history in one SQL database (SQLite file or PostgreSQL).
 
-        >>> from runyard.store import open_store
-        >>> store = open_store("/tmp/ws")          # doctest: +SKIP
-        >>> store.get_or_create_experiment("demo")  # doctest: +SKIP
+    >>> from runyard.store import open_store
+    >>> store = open_store("/tmp/ws")          # doctest: +SKIP
+    >>> store.get_or_create_experiment("demo")  # doctest: +SKIP
     """
 
     def __init__(self, db: Database, uri: str) -> None:
@@ -197,19 +197,50 @@ class SqlStore:
                 definition = None if new.run_definition is None else json.dumps(new.run_definition)
                 rows.append(
                     (
-                        new.id, experiment_id, new.parent_id, root, number, new.name,
-                        new.display_name, new.description, new.type, new.target, new.status,
-                        now, started, definition, new.submitted_by, new.snapshot_id,
+                        new.id,
+                        experiment_id,
+                        new.parent_id,
+                        root,
+                        number,
+                        new.name,
+                        new.display_name,
+                        new.description,
+                        new.type,
+                        new.target,
+                        new.status,
+                        now,
+                        started,
+                        definition,
+                        new.submitted_by,
+                        new.snapshot_id,
                     )
-                )  # fmt: skip
+                )
                 records.append(
                     RunRecord(
-                        new.id, experiment_id, experiment.name, new.parent_id, root, number,
-                        new.name, new.display_name, new.description, new.type, new.target,
-                        new.status, now, started, None, None, None, new.run_definition,
-                        new.snapshot_id, new.submitted_by, dict(new.tags), dict(new.properties),
+                        new.id,
+                        experiment_id,
+                        experiment.name,
+                        new.parent_id,
+                        root,
+                        number,
+                        new.name,
+                        new.display_name,
+                        new.description,
+                        new.type,
+                        new.target,
+                        new.status,
+                        now,
+                        started,
+                        None,
+                        None,
+                        None,
+                        new.run_definition,
+                        new.snapshot_id,
+                        new.submitted_by,
+                        dict(new.tags),
+                        dict(new.properties),
                     )
-                )  # fmt: skip
+                )
             cur.executemany(
                 "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
                 "display_name, description, type, target, status, created_at, started_at, "
@@ -247,12 +278,31 @@ class SqlStore:
             props[rid][key] = value
         return [
             RunRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                r[12], r[13], r[14], r[15], _loads(r[16]), _loads(r[17]), r[18], r[19],
-                tags[r[0]], props[r[0]],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+                r[13],
+                r[14],
+                r[15],
+                _loads(r[16]),
+                _loads(r[17]),
+                r[18],
+                r[19],
+                tags[r[0]],
+                props[r[0]],
             )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self.db.read(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = ?", (run_id,))
@@ -339,10 +389,15 @@ class SqlStore:
                 "error = COALESCE(?, error) "
                 f"WHERE id = ? AND status NOT IN {_TERMINAL_SQL}",
                 (
-                    status, status == "Running", now, terminal, now,
-                    None if error is None else json.dumps(error), run_id,
+                    status,
+                    status == "Running",
+                    now,
+                    terminal,
+                    now,
+                    None if error is None else json.dumps(error),
+                    run_id,
                 ),
-            )  # fmt: skip
+            )
 
         self.db.write(body)
         return self.get_run(run_id)
@@ -440,10 +495,14 @@ class SqlStore:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, path) DO UPDATE SET "
                 "size = excluded.size, digest = excluded.digest",
                 (
-                    record.run_id, record.path, record.size, record.digest, record.created,
+                    record.run_id,
+                    record.path,
+                    record.size,
+                    record.digest,
+                    record.created,
                     int(record.streaming),
                 ),
-            )  # fmt: skip
+            )
 
         self.db.write(body)
 

@@ -1,0 +1,10 @@
+# Thin wrappers: dev.py does the work and needs only Python 3.11+.
+PYTHON ?= python3
+
+.PHONY: demo test bench
+demo:
+	$(PYTHON) dev.py demo
+test:
+	$(PYTHON) dev.py test
+bench:
+	$(PYTHON) dev.py bench
