@@ -1,0 +1,211 @@
+"""runyard's performance figures: prints a table and one JSON line.
+
+    python3 dev.py bench            # SQLite, and PostgreSQL when it answers
+    python3 dev.py bench --quick    # smaller sizes, for a smoke run
+
+The figures are measured, never asserted; docs/benchmarks.md keeps the latest ones.
+PostgreSQL: RUNYARD_BENCH_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test);
+each run uses a fresh schema and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from tabulate import tabulate
+
+from runyard import Experiment, Workspace
+from runyard.records import NewRun
+
+QUICK = "--quick" in sys.argv
+POINTS = 100_000 if QUICK else 1_000_000
+RUNS = 2_000 if QUICK else 20_000
+PG = os.environ.get("RUNYARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def log_points(ws: Workspace) -> tuple[float, float]:
+    run = Experiment(ws, "bench-log").start_logging(snapshot_directory=None, outputs=False)
+    log = run.log
+    start = time.perf_counter()
+    for i in range(POINTS):
+        log("loss", i * 0.001, step=i)
+    run.flush()
+    rate = POINTS / (time.perf_counter() - start)
+    start = time.perf_counter()
+    history = run.get_metric_history("loss")
+    read = time.perf_counter() - start
+    assert len(history.values) == POINTS
+    run.complete()
+    return rate, read
+
+
+def create_runs(ws: Workspace) -> tuple[float, float]:
+    exp = Experiment(ws, "bench-create")
+    exp.start_logging(snapshot_directory=None, outputs=False).complete()  # warm up
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        run = exp.start_logging(snapshot_directory=None, outputs=False)
+        times.append(time.perf_counter() - start)
+        run.complete()
+    parent = exp.start_logging(snapshot_directory=None, outputs=False)
+    children = []
+    for _ in range(20):
+        start = time.perf_counter()
+        made = parent.create_children(100)
+        children.append(time.perf_counter() - start)
+        for child in made:
+            child.complete()
+    parent.complete()
+    return statistics.median(times) * 1000, statistics.median(children) * 1000
+
+
+def query_runs(ws: Workspace) -> tuple[float, int]:
+    exp = Experiment(ws, "bench-query")
+    store = ws._store
+    batch = 1000
+    for first in range(0, RUNS, batch):
+        store.create_runs(
+            exp.id,
+            [
+                NewRun(
+                    id=str(uuid.uuid4()),
+                    tags={"group": str(i % 10), "note": None},
+                    properties={"owner": f"user{i % 4}"},
+                )
+                for i in range(first, first + batch)
+            ],
+        )
+    if "://" in ws.uri:
+        # PostgreSQL plans from table statistics; autovacuum gathers them within a minute
+        # of a bulk load. Gather them now rather than wait (docs/benchmarks.md has the
+        # figure for a freshly loaded, never analysed table).
+        ws._store.db.write(lambda cur: cur.execute("ANALYZE"))
+    found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000, len(found)
+
+
+def import_cost() -> float:
+    def best(code: str) -> float:
+        runs = []
+        for _ in range(15):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            runs.append(time.perf_counter() - start)
+        return min(runs)
+
+    return (best("import runyard") - best("pass")) * 1000
+
+
+def measure(ws: Workspace) -> dict[str, float]:
+    rate, read = log_points(ws)
+    create_ms, children_ms = create_runs(ws)
+    query_ms, matched = query_runs(ws)
+    return {
+        "log_points_per_s": round(rate),
+        "read_series_s": round(read, 4),
+        "create_run_ms": round(create_ms, 3),
+        "create_children_100_ms": round(children_ms, 2),
+        "get_runs_filtered_ms": round(query_ms, 2),
+        "get_runs_matched": matched,
+    }
+
+
+def postgres_workspace(folder: str) -> tuple[Workspace, str] | None:
+    try:
+        import psycopg
+
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except Exception as exc:
+        print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+        return None
+    sep = "&" if "?" in PG else "?"
+    uri = f"{PG}{sep}options=-csearch_path%3D{schema}"
+    return Workspace(uri, artifacts=os.path.join(folder, "pg-artifacts")), schema
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "os": platform.platform(terse=True),
+    }
+
+
+def main() -> None:
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        results["sqlite"] = measure(Workspace(os.path.join(folder, "ws")))
+        pg = postgres_workspace(folder)
+        if pg is not None:
+            ws, schema = pg
+            try:
+                results["postgresql"] = measure(ws)
+            finally:
+                ws._store.close()
+                drop_schema(schema)
+    import_ms = import_cost()
+    targets = {
+        "log_points_per_s": ">= 500,000 (aim 1,000,000)",
+        "read_series_s": "<= 0.1",
+        "create_run_ms": "<= 1",
+        "create_children_100_ms": "<= 50",
+        "get_runs_filtered_ms": "<= 50",
+        "get_runs_matched": "",
+    }
+    rows = [
+        [name, *(f"{results[db][name]:,}" for db in results), targets[name]] for name in targets
+    ]
+    rows.append(["import_runyard_ms", f"{import_ms:.1f}", *[""] * (len(results) - 1), "<= 100"])
+    print(f"points per series: {POINTS:,}; runs for the query: {RUNS:,}")
+    print(tabulate(rows, headers=["figure", *results, "target"], disable_numparse=True))
+    print(
+        json.dumps(
+            {
+                "machine": machine(),
+                "points": POINTS,
+                "runs": RUNS,
+                **results,
+                "import_runyard_ms": round(import_ms, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ import atexit
 import os
 import threading
 import warnings
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunyardError, UserError
@@ -123,10 +124,13 @@ class MetricBuffer:
 
 
 def _to_append(name: str, series: Series, batch: list[Point]) -> SeriesAppend:
-    values, steps, times = zip(*batch, strict=True)
-    return SeriesAppend(
-        name, series.kind, list(steps), list(values), list(times), series.description
-    )
+    values = list(map(_first, batch))
+    steps = list(map(_second, batch))
+    times = list(map(_third, batch))
+    return SeriesAppend(name, series.kind, steps, values, times, series.description)
+
+
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 class _Flusher:

@@ -93,7 +93,7 @@ class SeriesAppend:
 
     name: str
     kind: str
-    steps: list[int]
+    steps: list[int | None]
     values: list[Any]
     times: list[float]
     description: str = ""

@@ -8,9 +8,10 @@ when every value is a float, as int64 when every value is an int, and as JSON ot
 from __future__ import annotations
 
 import json
-import math
 import sys
 from array import array
+from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 
 _LITTLE = sys.byteorder == "little"
@@ -32,8 +33,9 @@ def _unpack(typecode: str, data: bytes) -> array[Any]:
     return arr
 
 
-def encode_values(values: list[Any]) -> tuple[str, bytes]:
-    kinds = set(map(type, values))
+def encode_values(values: list[Any], kinds: set[type] | None = None) -> tuple[str, bytes]:
+    """Pack values; ``kinds`` is ``set(map(type, values))`` when the caller has it."""
+    kinds = set(map(type, values)) if kinds is None else kinds
     if kinds == {float}:
         return "f8", _pack(array("d", values))
     if kinds == {int} and _INT64[0] <= min(values) and max(values) <= _INT64[1]:
@@ -52,12 +54,24 @@ def decode_values(encoding: str, data: bytes) -> list[Any]:
     raise ValueError(f"unknown metric chunk encoding {encoding!r}")
 
 
-def encode_steps(steps: list[int]) -> bytes:
-    return _pack(array("q", steps))
+def encode_steps(steps: Sequence[Any]) -> bytes:
+    """int64 steps; consecutive steps (the usual case) shrink to a 17-byte range."""
+    if isinstance(steps, range) and steps.step == 1:
+        return _RANGE + _pack(array("q", (steps.start, len(steps))))
+    packed = array("q", steps)
+    if len(packed) > 2 and packed == array("q", range(packed[0], packed[0] + len(packed))):
+        return _RANGE + _pack(array("q", (packed[0], len(packed))))
+    return _pack(packed)
 
 
 def decode_steps(data: bytes) -> list[int]:
+    if len(data) % 8 == 1 and data[:1] == _RANGE:  # a plain int64 array is a multiple of 8
+        start, count = _unpack("q", data[1:]).tolist()
+        return list(range(start, start + count))
     return _unpack("q", data).tolist()
+
+
+_RANGE = b"R"
 
 
 def encode_times(times: list[float]) -> bytes:
@@ -68,17 +82,25 @@ def decode_times(data: bytes) -> list[float]:
     return _unpack("d", data).tolist()
 
 
-def numeric_range(values: list[Any]) -> tuple[float | None, float | None]:
-    """Min and max of the finite-or-infinite numbers among ``values`` (NaN and bools skipped)."""
-    kinds = set(map(type, values))
+def numeric_range(
+    values: list[Any], kinds: set[type] | None = None
+) -> tuple[float | None, float | None]:
+    """Min and max of the numbers among ``values``; NaN, bools and non-numbers are skipped."""
+    kinds = set(map(type, values)) if kinds is None else kinds
     if kinds <= {float, int}:
-        numbers = values if float not in kinds else [v for v in values if v == v]
+        # min() and max() skip a NaN anywhere but in first place, so skip leading NaNs
+        start = 0
+        while start < len(values) and values[start] != values[start]:
+            start += 1
+        if start == len(values):
+            return None, None
+        low, high = min(islice(values, start, None)), max(islice(values, start, None))
     else:
-        numbers = [
-            v
-            for v in values
-            if type(v) in (int, float) and not (type(v) is float and math.isnan(v))
-        ]
-    if not numbers:
+        kept = [v for v in values if type(v) in (int, float) and v == v]
+        if not kept:
+            return None, None
+        low, high = min(kept), max(kept)
+    try:
+        return float(low), float(high)
+    except OverflowError:  # an int beyond float range
         return None, None
-    return float(min(numbers)), float(max(numbers))

@@ -38,7 +38,8 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     n = len(series.values)
     if n == 0:
         return
-    low, high = chunks.numeric_range(series.values)
+    kinds = set(map(type, series.values))
+    low, high = chunks.numeric_range(series.values, kinds)
     kind, count, seq = cur.execute(
         _UPSERT,
         (
@@ -59,11 +60,14 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
         )
     base = count - n
     steps = series.steps
-    if all(s is None for s in steps):
-        filled: Sequence[int] = range(base, base + n)
+    filled: Sequence[int | None]
+    if None not in steps:
+        filled = steps
+    elif steps.count(None) == n:
+        filled = range(base, base + n)
     else:
         filled = [base + i if s is None else s for i, s in enumerate(steps)]
-    encoding, packed = chunks.encode_values(series.values)
+    encoding, packed = chunks.encode_values(series.values, kinds)
     cur.execute(
         "UPDATE metric_series SET last_step = ? WHERE run_id = ? AND name = ?",
         (filled[-1], run_id, series.name),
@@ -77,7 +81,7 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
             seq,
             n,
             encoding,
-            chunks.encode_steps(list(filled)),
+            chunks.encode_steps(filled),
             packed,
             chunks.encode_times(series.times),
         ),
