@@ -29,7 +29,7 @@ uncaught: BaseException | None = None
 
 
 def track(run: Run) -> None:
-    _install()
+    install()
     with _guard:
         _active[run.id] = run
 
@@ -39,7 +39,7 @@ def untrack(run: Run) -> None:
         _active.pop(run.id, None)
 
 
-def _install() -> None:
+def install() -> None:
     global _installed
     if _installed:
         return

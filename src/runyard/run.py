@@ -507,6 +507,7 @@ class Run(MetricsMixin, FilesMixin):
 
     def _buffer(self) -> MetricBuffer:
         if self._buffer_obj is None:
+            _process.install()  # so SIGTERM and uncaught exceptions flush what is buffered
             self._buffer_obj = MetricBuffer(self._store, self.id)
         return self._buffer_obj
 

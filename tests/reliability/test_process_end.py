@@ -105,3 +105,37 @@ def test_normal_exit_keeps_everything_and_completes(tmp_path):
     assert steps == list(range(3000))
     assert run.get_status() == "Completed"
     assert os.path.exists(os.path.join(uri, "runyard.db"))
+
+
+IN_JOB = textwrap.dedent(
+    """
+    import sys, time
+    from runyard import Run
+    run = Run.get_context(allow_offline=False)
+    progress = open(sys.argv[1], "w", buffering=1)
+    i = 0
+    while True:
+        run.log("tick", float(i), step=i)
+        if i % 100 == 99:
+            progress.write(f"{i} {time.time()}\\n")
+            time.sleep(0.005)
+        i += 1
+    """
+)
+
+
+def test_sigterm_in_a_submitted_run_keeps_everything_and_leaves_the_status(tmp_path):
+    from runyard import Experiment
+
+    ws = Workspace(str(tmp_path / "ws"))
+    run = Experiment(ws, "job").start_logging(snapshot_directory=None, outputs=False)
+    progress = tmp_path / "progress.txt"
+    env = dict(os.environ, RUNYARD_URI=ws.uri, RUNYARD_RUN_ID=run.id)
+    proc = subprocess.Popen([sys.executable, "-c", IN_JOB, str(progress)], env=env)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    steps = run.get_metric_history("tick").steps
+    assert len(steps) >= _progress(progress)[-1][0] + 1
+    assert steps == list(range(len(steps)))
+    assert run.get_status() == "Running"  # the submitter owns a submitted run's status
