@@ -72,8 +72,11 @@ class MetricBuffer:
             found.description = description
         return found
 
-    def pending(self) -> int:
-        return sum(len(s.points) for s in self.series.values())
+    def forget_after_fork(self) -> None:
+        """In a forked child: the pending points belong to the parent, which writes them."""
+        self._lock = threading.RLock()
+        for series in self.series.values():
+            del series.points[:]
 
     def flush(self, raise_errors: bool = True) -> None:
         """Write every pending point; on return all points logged before the call are durable."""
@@ -171,8 +174,12 @@ class _Flusher:
                     raise
 
     def after_fork(self) -> None:
+        self._guard = threading.Lock()
         self._thread = None
-        self._buffers = set()
+        buffers, self._buffers = self._buffers, set()
+        for buffer in buffers:
+            buffer.forget_after_fork()
+            self.register(buffer)
 
 
 _flusher = _Flusher()

@@ -80,18 +80,3 @@ class StoreError(RunyardError):
 
     code = "StoreError"
     http_status = 503
-
-
-ERRORS_BY_CODE = {
-    cls.code: cls
-    for cls in (
-        RunyardError,
-        UserError,
-        NotFound,
-        Conflict,
-        ConfigNotFound,
-        RunEnvironmentError,
-        SnapshotError,
-        StoreError,
-    )
-}

@@ -139,3 +139,26 @@ def test_sigterm_in_a_submitted_run_keeps_everything_and_leaves_the_status(tmp_p
     assert len(steps) >= _progress(progress)[-1][0] + 1
     assert steps == list(range(len(steps)))
     assert run.get_status() == "Running"  # the submitter owns a submitted run's status
+
+
+def test_a_forked_child_does_not_write_its_parents_pending_points_again(tmp_path):
+    from runyard import Experiment
+
+    ws = Workspace(str(tmp_path / "ws"))
+    run = Experiment(ws, "fork").start_logging(snapshot_directory=None, outputs=False)
+    for i in range(10):
+        run.log("shared", float(i), step=i)
+    pid = os.fork()
+    if pid == 0:  # the child logs its own points, flushes and leaves at once
+        code = 0
+        try:
+            for i in range(10, 15):
+                run.log("shared", float(i), step=i)
+            run.flush()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.flush()
+    assert sorted(run.get_metric_history("shared").steps) == list(range(15))
