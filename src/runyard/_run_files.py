@@ -201,6 +201,18 @@ class FilesMixin:
             except Conflict:
                 warnings.warn(f"{prefix}/{rel} was uploaded as a regular file; kept", stacklevel=2)
 
+    def take_snapshot(self, file_or_folder_path: str) -> str:
+        """Snapshot a folder for a run that has none yet; return the snapshot id."""
+        from ._snapshot import take_snapshot
+
+        if self.get_snapshot_id():
+            raise UserError(f"run {self.id} already has snapshot {self.get_snapshot_id()}")
+        snapshot_id = take_snapshot(os.fspath(file_or_folder_path), self._store, self._artifacts)
+        self._store.add_properties(self.id, {"ContentSnapshotId": snapshot_id})
+        self._store.update_run(self.id, snapshot_id=snapshot_id)
+        self._record = self._store.get_run(self.id)
+        return snapshot_id
+
     def get_snapshot_id(self) -> str | None:
         return self._record.properties.get("ContentSnapshotId")
 

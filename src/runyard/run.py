@@ -276,6 +276,16 @@ class Run(MetricsMixin, FilesMixin):
         }
         return {k: v for k, v in details.items() if v is not None}
 
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """``get_details()`` with each ``logFiles`` value replaced by the file's text."""
+        details = self.get_details()
+        logs = {}
+        for path in details.get("logFiles", {}):
+            with self._artifacts.open(self.id, path) as fh:
+                logs[path] = fh.read().decode("utf-8", errors="replace")
+        details["logFiles"] = logs
+        return details
+
     def start(self) -> None:
         """Move a NotStarted run (from ``create_children``) to Running."""
         self._set_status("Running")

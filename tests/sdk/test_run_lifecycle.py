@@ -136,3 +136,10 @@ def test_repr_and_name(exp):
     assert repr(run).startswith("Run(Experiment: life,\nId: ")
     assert run.name == f"run_{run.id}"
     assert run.parent is None
+
+
+def test_details_with_logs_hold_the_text(exp):
+    with exp.start_logging(snapshot_directory=None) as run:
+        print("a line for the log")
+    details = run.get_details_with_logs()
+    assert "a line for the log" in details["logFiles"]["logs/user_log.txt"]

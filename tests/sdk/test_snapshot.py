@@ -102,3 +102,12 @@ def test_restore_needs_a_snapshot(local_ws):
     run = Experiment(local_ws, "snap").start_logging(snapshot_directory=None)
     with pytest.raises(UserError, match="no snapshot"):
         run.restore_snapshot()
+
+
+def test_take_snapshot_once(local_ws, src):
+    run = Experiment(local_ws, "snap").start_logging(snapshot_directory=None)
+    snapshot_id = run.take_snapshot(str(src))
+    assert run.get_snapshot_id() == snapshot_id
+    assert run.get_properties()["ContentSnapshotId"] == snapshot_id
+    with pytest.raises(UserError, match="already has snapshot"):
+        run.take_snapshot(str(src))
