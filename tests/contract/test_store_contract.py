@@ -273,3 +273,10 @@ def test_reopening_does_not_migrate_again(ws_uri):
     versions = second.db.read("SELECT version FROM runyard_schema")
     assert versions == [(1,)]
     second.close()
+
+
+def test_a_child_lives_in_its_parents_experiment(store):
+    one, two = _exp(store, "one"), _exp(store, "two")
+    _runs(store, one, {"id": "p"})
+    with pytest.raises(UserError, match="another experiment"):
+        _runs(store, two, {"id": "c", "parent_id": "p"})

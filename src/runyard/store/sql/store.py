@@ -38,6 +38,16 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def _run_row(r: RunRecord) -> tuple[Any, ...]:
+    """The INSERT parameters of a new run, in the column order of ``create_runs``."""
+    definition = None if r.run_definition is None else json.dumps(r.run_definition)
+    return (
+        r.id, r.experiment_id, r.parent_id, r.root_id, r.number, r.name, r.display_name,
+        r.description, r.type, r.target, r.status, r.created, r.start, definition,
+        r.submitted_by, r.snapshot_id,
+    )  # fmt: skip
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -176,6 +186,11 @@ class SqlStore:
                 )
                 if not found:
                     raise NotFound(f"parent run {parent_id!r} does not exist")
+                if found[0][1] != experiment_id:
+                    raise UserError(
+                        f"parent run {parent_id!r} belongs to another experiment; a child "
+                        "run lives in its parent's experiment"
+                    )
                 roots[parent_id] = found[0][0]
             ids = [r.id for r in runs]
             if len(set(ids)) != len(ids):
@@ -189,64 +204,23 @@ class SqlStore:
                 (len(runs), experiment_id),
             )[0][0]
             records = []
-            rows = []
             for offset, new in enumerate(runs):
                 number = last - len(runs) + 1 + offset
                 root = roots[new.parent_id] if new.parent_id else new.id
                 started = now if new.status == "Running" else None
-                definition = None if new.run_definition is None else json.dumps(new.run_definition)
-                rows.append(
-                    (
-                        new.id,
-                        experiment_id,
-                        new.parent_id,
-                        root,
-                        number,
-                        new.name,
-                        new.display_name,
-                        new.description,
-                        new.type,
-                        new.target,
-                        new.status,
-                        now,
-                        started,
-                        definition,
-                        new.submitted_by,
-                        new.snapshot_id,
-                    )
-                )
-                records.append(
-                    RunRecord(
-                        new.id,
-                        experiment_id,
-                        experiment.name,
-                        new.parent_id,
-                        root,
-                        number,
-                        new.name,
-                        new.display_name,
-                        new.description,
-                        new.type,
-                        new.target,
-                        new.status,
-                        now,
-                        started,
-                        None,
-                        None,
-                        None,
-                        new.run_definition,
-                        new.snapshot_id,
-                        new.submitted_by,
-                        dict(new.tags),
-                        dict(new.properties),
-                    )
-                )
+                record = RunRecord(
+                    new.id, experiment_id, experiment.name, new.parent_id, root, number,
+                    new.name, new.display_name, new.description, new.type, new.target,
+                    new.status, now, started, None, None, None, new.run_definition,
+                    new.snapshot_id, new.submitted_by, dict(new.tags), dict(new.properties),
+                )  # fmt: skip
+                records.append(record)
             cur.executemany(
                 "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
                 "display_name, description, type, target, status, created_at, started_at, "
                 "run_definition, submitted_by, snapshot_id) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                [_run_row(r) for r in records],
             )
             cur.executemany(
                 "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
