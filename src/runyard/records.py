@@ -45,6 +45,7 @@ class NewRun:
     submitted_by: str | None = None
     name: str | None = None
     snapshot_id: str | None = None
+    heartbeat: bool = False  # supervised runs: readers watch for the heartbeat to stop
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,7 +271,7 @@ def test_reopening_does_not_migrate_again(ws_uri):
     second = open_store(uri)
     assert [e.name for e in second.list_experiments()] == ["kept"]
     versions = second.db.read("SELECT version FROM runyard_schema")
-    assert versions == [(1,)]
+    assert sorted(versions) == [(1,), (2,)]
     second.close()
 
 
@@ -280,3 +280,30 @@ def test_a_child_lives_in_its_parents_experiment(store):
     _runs(store, one, {"id": "p"})
     with pytest.raises(UserError, match="another experiment"):
         _runs(store, two, {"id": "c", "parent_id": "p"})
+
+
+def test_conditional_status_moves(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r", "status": "NotStarted"})
+    assert store.set_status("r", "Queued", only_from=["NotStarted"]).status == "Queued"
+    store.set_status("r", "CancelRequested")
+    # a supervisor moving on from Queued must not overwrite the cancel request
+    assert store.set_status("r", "Preparing", only_from=["Queued"]).status == "CancelRequested"
+
+
+def test_silent_runs_become_not_responding_then_failed(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "beating", "heartbeat": True}, {"id": "interactive"})
+    assert store.expire_silent_runs(60, 120) == 0
+    time.sleep(0.3)
+    assert store.expire_silent_runs(0.1, 60) == 1
+    assert store.get_run("beating").status == "NotResponding"
+    assert store.get_run("interactive").status == "Running"
+    store.heartbeat("beating", "Running")
+    assert store.get_run("beating").status == "Running"
+    time.sleep(0.3)
+    assert store.expire_silent_runs(0.1, 0.2) == 1  # straight to Failed
+    failed = store.get_run("beating")
+    assert failed.status == "Failed" and failed.end is not None
+    assert "heartbeat" in failed.error["error"]["message"]
+    assert store.expire_silent_runs(0.1, 0.2) == 0

@@ -129,8 +129,15 @@ def _initial(cur: SqlCursor) -> None:
         cur.execute(statement)
 
 
+def _heartbeat_index(cur: SqlCursor) -> None:
+    cur.execute(
+        "CREATE INDEX runs_by_heartbeat ON runs (heartbeat_at) WHERE heartbeat_at IS NOT NULL"
+    )
+
+
 MIGRATIONS = [
     (1, _initial),
+    (2, _heartbeat_index),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -43,8 +43,8 @@ def _run_row(r: RunRecord) -> tuple[Any, ...]:
     definition = None if r.run_definition is None else json.dumps(r.run_definition)
     return (
         r.id, r.experiment_id, r.parent_id, r.root_id, r.number, r.name, r.display_name,
-        r.description, r.type, r.target, r.status, r.created, r.start, definition,
-        r.submitted_by, r.snapshot_id,
+        r.description, r.type, r.target, r.status, r.created, r.start, r.heartbeat,
+        definition, r.submitted_by, r.snapshot_id,
     )  # fmt: skip
 
 
@@ -211,15 +211,16 @@ class SqlStore:
                 record = RunRecord(
                     new.id, experiment_id, experiment.name, new.parent_id, root, number,
                     new.name, new.display_name, new.description, new.type, new.target,
-                    new.status, now, started, None, None, None, new.run_definition,
+                    new.status, now, started, None, now if new.heartbeat else None, None,
+                    new.run_definition,
                     new.snapshot_id, new.submitted_by, dict(new.tags), dict(new.properties),
                 )  # fmt: skip
                 records.append(record)
             cur.executemany(
                 "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
                 "display_name, description, type, target, status, created_at, started_at, "
-                "run_definition, submitted_by, snapshot_id) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat_at, run_definition, submitted_by, snapshot_id) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_run_row(r) for r in records],
             )
             cur.executemany(
@@ -349,10 +350,21 @@ class SqlStore:
         return self.get_run(run_id)
 
     def set_status(
-        self, run_id: str, status: str, *, error: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+        only_from: Sequence[str] | None = None,
     ) -> RunRecord:
+        """Move a run to ``status`` unless it is finished (or not in ``only_from``)."""
         now = time.time()
         terminal = status in TERMINAL_STATUSES
+        guard = ""
+        params: list[Any] = []
+        if only_from is not None:
+            guard = f" AND status IN ({_marks(len(only_from))})"
+            params = list(only_from)
 
         def body(cur: SqlCursor) -> None:
             self._require_run(cur, run_id)
@@ -361,7 +373,7 @@ class SqlStore:
                 "started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, "
                 "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
                 "error = COALESCE(?, error) "
-                f"WHERE id = ? AND status NOT IN {_TERMINAL_SQL}",
+                f"WHERE id = ? AND status NOT IN {_TERMINAL_SQL}{guard}",
                 (
                     status,
                     status == "Running",
@@ -370,11 +382,64 @@ class SqlStore:
                     now,
                     None if error is None else json.dumps(error),
                     run_id,
+                    *params,
                 ),
             )
 
         self.db.write(body)
         return self.get_run(run_id)
+
+    def heartbeat(self, run_id: str, status: str | None = None) -> None:
+        """Record that the run's supervisor is alive; a NotResponding run gets ``status`` back."""
+        if status is None:
+            sql, params = "UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id)
+        else:
+            sql = (
+                "UPDATE runs SET heartbeat_at = ?, status = CASE WHEN status = 'NotResponding' "
+                "THEN ? ELSE status END WHERE id = ?"
+            )
+            params = (time.time(), status, run_id)
+        self.db.write(lambda cur: cur.execute(sql, params))
+
+    def expire_silent_runs(self, not_responding_after: float, fail_after: float) -> int:
+        """Mark runs whose heartbeat stopped: NotResponding, then Failed. Returns how many."""
+        now = time.time()
+        late = now - not_responding_after
+        dead = now - fail_after
+        if not self.db.read(
+            "SELECT 1 FROM runs WHERE heartbeat_at < ? "
+            f"AND status NOT IN {_TERMINAL_SQL} AND status <> 'NotResponding' LIMIT 1",
+            (late,),
+        ) and not self.db.read(
+            f"SELECT 1 FROM runs WHERE heartbeat_at < ? AND status NOT IN {_TERMINAL_SQL} LIMIT 1",
+            (dead,),
+        ):
+            return 0
+        error = json.dumps(
+            {
+                "error": {
+                    "code": "NotResponding",
+                    "message": f"the run's supervisor sent no heartbeat for {fail_after:g} s "
+                    "(the process was killed or the machine stopped); the run is marked Failed",
+                }
+            }
+        )
+
+        def body(cur: SqlCursor) -> int:
+            failed = cur.execute(
+                "UPDATE runs SET status = 'Failed', ended_at = ?, error = COALESCE(error, ?) "
+                f"WHERE heartbeat_at < ? AND status NOT IN {_TERMINAL_SQL} RETURNING id",
+                (now, error, dead),
+            )
+            silent = cur.execute(
+                "UPDATE runs SET status = 'NotResponding' WHERE heartbeat_at < ? "
+                f"AND status NOT IN {_TERMINAL_SQL} AND status <> 'NotResponding' RETURNING id",
+                (late,),
+            )
+            return len(failed) + len(silent)
+
+        changed: int = self.db.write(body)
+        return changed
 
     def set_tags(self, run_id: str, tags: dict[str, str | None]) -> None:
         def body(cur: SqlCursor) -> None:
