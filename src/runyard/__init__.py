@@ -14,12 +14,14 @@ from ._offline import OfflineRun
 from .errors import (
     ActivityFailedError,
     Conflict,
+    ExperimentExecutionError,
     NotFound,
     RunEnvironmentError,
     RunyardError,
     SnapshotError,
     UserError,
 )
+from .execution import Environment, RunConfiguration, ScriptRunConfig
 from .experiment import Experiment
 from .run import Run
 from .workspace import Workspace
@@ -27,12 +29,16 @@ from .workspace import Workspace
 __all__ = [
     "ActivityFailedError",
     "Conflict",
+    "Environment",
     "Experiment",
+    "ExperimentExecutionError",
     "NotFound",
     "OfflineRun",
     "Run",
+    "RunConfiguration",
     "RunEnvironmentError",
     "RunyardError",
+    "ScriptRunConfig",
     "SnapshotError",
     "UserError",
     "Workspace",

@@ -80,3 +80,10 @@ class StoreError(RunyardError):
 
     code = "StoreError"
     http_status = 503
+
+
+class ExperimentExecutionError(RunyardError):
+    """Watching a run was interrupted (Ctrl-C); the run itself goes on."""
+
+    code = "ExperimentExecutionError"
+    http_status = 500

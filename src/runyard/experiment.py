@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _liveness
 from ._validation import check_experiment_name, check_name
 from .errors import UserError
 from .records import ALL_STATUSES, ExperimentRecord, RunQuery
@@ -106,6 +107,21 @@ class Experiment:
             tags=tags,
         )
 
+    def submit(self, config: Any, tags: dict[str, Any] | None = None, **kwargs: Any) -> Run:
+        """Submit a ScriptRunConfig; returns the run at once while a supervisor runs it.
+
+        >>> run = exp.submit(ScriptRunConfig(".", "train.py"), tags={"try": "1"})  # doctest: +SKIP
+        """
+        from .execution.submit import submit
+
+        unknown = set(kwargs) - {"run_id", "_parent_run_id"}
+        if unknown:
+            raise UserError(f"submit() got unexpected arguments {sorted(unknown)}")
+        return submit(
+            self, config, tags, parent_run_id=kwargs.get("_parent_run_id"),
+            run_id=kwargs.get("run_id"),
+        )  # fmt: skip
+
     def get_runs(
         self,
         type: str | None = None,
@@ -129,6 +145,7 @@ class Experiment:
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
         )
+        _liveness.expire_silent_runs(self.workspace._store)
         for record in iter_runs(self.workspace._store, query):
             yield Run._from_record(self, record)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _process
+from . import _liveness, _process
 from ._logging_buffer import MetricBuffer, unregister
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
@@ -130,7 +130,7 @@ class Run(MetricsMixin, FilesMixin):
                     properties=properties,
                     name=name,
                     snapshot_id=snapshot_id,
-                    submitted_by=_user(),
+                    submitted_by=user_name(),
                 )
             ],
         )
@@ -244,6 +244,8 @@ class Run(MetricsMixin, FilesMixin):
         """Fetch the status (a terminal status is never fetched again)."""
         if self._record.status in TERMINAL_STATUSES:
             return self._record.status
+        if self._record.heartbeat is not None:
+            _liveness.expire_silent_runs(self._store)
         return self._refresh().status
 
     def get_detailed_status(self) -> dict[str, Any]:
@@ -334,11 +336,48 @@ class Run(MetricsMixin, FilesMixin):
         self._finish("Failed", _error_body(error_details, error_code))
 
     def cancel(self) -> None:
-        """Flush, collect outputs and mark the run Canceled."""
+        """Stop the run: Canceled at once, or CancelRequested for a submitted script run.
+
+        A script run's supervisor then stops every process of the script and marks the
+        run Canceled.
+        """
         if self._system_managed:
             warnings.warn("a submitted run is canceled by its submitter", stacklevel=2)
             return
+        if self._record.heartbeat is not None and self.get_status() != "NotResponding":
+            self._set_status("CancelRequested")
+            return
         self._finish("Canceled")
+
+    def wait_for_completion(
+        self, show_output: bool = False, wait_post_processing: bool = False,
+        raise_on_error: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Wait until the run finishes; return ``get_details()``.
+
+        ``show_output=True`` streams ``user_logs/std_log.txt`` as it grows. A Failed run
+        raises ActivityFailedError (unless ``raise_on_error=False``); Canceled returns.
+        Without ``wait_post_processing`` (and without output) it returns at Finalizing.
+        """
+        from ._waiting import wait_for_completion
+
+        return wait_for_completion(self, show_output, wait_post_processing, raise_on_error)
+
+    def submit_child(self, config: Any, tags: dict[str, Any] | None = None, **kwargs: Any) -> Run:
+        """Submit ``config`` as a child run of this one."""
+        return self.experiment.submit(config, tags, _parent_run_id=self.id, **kwargs)
+
+    def get_all_logs(self, destination: str | None = None) -> builtins.list[str]:
+        """Write every log file of the run under ``destination``; return their paths."""
+        target = os.path.abspath(destination or os.path.join("assets", self.id))
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise UserError(f"cannot write logs into {target}: it is a file, not a folder")
+        written = []
+        for path in self.get_details().get("logFiles", {}):
+            local = os.path.join(target, *path.split("/"))
+            self.download_file(path, local)
+            written.append(local)
+        return written
 
     # -- context manager ------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -439,7 +478,7 @@ class Run(MetricsMixin, FilesMixin):
             tag_list = [{tag_key: value} for value in tag_values]
         if len(tag_list) > MAX_CHILDREN_PER_CALL:
             raise UserError("create_children can not create more than 100 runs")
-        submitted_by = _user()
+        submitted_by = user_name()
         new = [
             NewRun(
                 id=str(uuid.uuid4()),
@@ -476,6 +515,7 @@ class Run(MetricsMixin, FilesMixin):
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
         )
+        _liveness.expire_silent_runs(self._store)
         for record in iter_runs(self._store, query):
             child = Run._from_record(self.experiment, record)
             if record.parent_id == self.id:
@@ -529,7 +569,7 @@ def _file_url(path: str | None) -> str:
     return "" if path is None else "file://" + path
 
 
-def _user() -> str | None:
+def user_name() -> str | None:
     try:
         import getpass
 

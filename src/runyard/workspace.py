@@ -18,6 +18,7 @@ CONFIG_DIR = ".runyard"
 CONFIG_FILE = "config.json"
 ENV_URI = "RUNYARD_URI"
 ENV_ARTIFACTS = "RUNYARD_ARTIFACTS"
+ENV_MAX_RUNS = "RUNYARD_MAX_CONCURRENT_RUNS"
 
 
 class Workspace:
@@ -51,8 +52,16 @@ class Workspace:
             )
         self.uri = uri
         self.artifacts_root = os.path.abspath(os.path.expanduser(artifacts))
+        self.max_concurrent_runs = _max_concurrent_runs(os.environ.get(ENV_MAX_RUNS))
         self._store: Store = open_store(uri)
         self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
+
+    def _local_root(self) -> str:
+        """This machine's folder for the workspace: local slots, built environments."""
+        from .store import workspace_paths
+
+        database, _ = workspace_paths(self.uri)
+        return self.artifacts_root if "://" in database else os.path.dirname(database)
 
     def _own_folders(self) -> list[str]:
         """Folders this workspace writes to; snapshots never include them."""
@@ -82,21 +91,21 @@ class Workspace:
         """
         env_uri = os.environ.get(ENV_URI)
         config_path, config = _find_config(path, required=not env_uri)
-        if env_uri:
-            return cls(env_uri, os.environ.get(ENV_ARTIFACTS) or config.get("artifacts"))
-        assert config_path is not None
-        base = os.path.dirname(os.path.dirname(config_path))
-        uri = config.get("uri")
+        base = os.path.dirname(os.path.dirname(config_path)) if config_path else os.getcwd()
+        uri = env_uri or config.get("uri")
         if not isinstance(uri, str) or not uri:
             raise UserError(
                 f'{config_path} has no "uri"; write one with Workspace(uri).write_config()'
             )
-        if "://" not in uri and not uri.startswith("sqlite:"):
+        if not env_uri and "://" not in uri and not uri.startswith("sqlite:"):
             uri = os.path.join(base, os.path.expanduser(uri))
         artifacts = os.environ.get(ENV_ARTIFACTS) or config.get("artifacts")
-        if artifacts and "://" not in artifacts:
+        if artifacts and not os.environ.get(ENV_ARTIFACTS):
             artifacts = os.path.join(base, os.path.expanduser(artifacts))
-        return cls(uri, artifacts)
+        workspace = cls(uri, artifacts)
+        if os.environ.get(ENV_MAX_RUNS) is None and "max_concurrent_runs" in config:
+            workspace.max_concurrent_runs = _max_concurrent_runs(config["max_concurrent_runs"])
+        return workspace
 
     def write_config(self, path: str | os.PathLike[str] | None = None, **extra: Any) -> str:
         """Write ``<path>/.runyard/config.json`` pointing at this workspace; return its path."""
@@ -134,6 +143,22 @@ class Workspace:
         record = self._store.get_run(run_id)
         experiment = Experiment._from_record(self, self._store.get_experiment(record.experiment_id))
         return Run._from_record(experiment, record)
+
+
+def _max_concurrent_runs(value: object) -> int:
+    """Script runs that may execute at once on this machine (default: the CPU count)."""
+    if value is None:
+        return os.cpu_count() or 1
+    try:
+        count = int(str(value))
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise UserError(
+            f"max_concurrent_runs must be a whole number of at least 1, not {value!r} "
+            f"(set in .runyard/config.json or {ENV_MAX_RUNS})"
+        )
+    return count
 
 
 def _relative_if_inside(target: str, base: str) -> str:

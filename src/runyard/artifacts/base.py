@@ -22,6 +22,10 @@ class ArtifactStore(Protocol):
 
     def open(self, run_id: str, path: str) -> BinaryIO: ...
 
+    def open_append(self, run_id: str, path: str) -> BinaryIO:
+        """A log file that grows while a run goes (streaming artifacts only)."""
+        ...
+
     def local_path(self, run_id: str, path: str) -> str | None:
         """A filesystem path to read the artifact in place, if this store has one."""
         ...

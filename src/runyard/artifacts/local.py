@@ -59,6 +59,12 @@ class LocalArtifactStore:
     def local_path(self, run_id: str, path: str) -> str | None:
         return self._place("runs", run_id, path)
 
+    def open_append(self, run_id: str, path: str) -> BinaryIO:
+        """A log file that grows while a run goes; readers see each flushed write."""
+        target = self._place("runs", run_id, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        return open(target, "ab")
+
     def open(self, run_id: str, path: str) -> BinaryIO:
         try:
             return open(self._place("runs", run_id, path), "rb")

@@ -391,6 +391,7 @@ class SqlStore:
 
     def heartbeat(self, run_id: str, status: str | None = None) -> None:
         """Record that the run's supervisor is alive; a NotResponding run gets ``status`` back."""
+        params: tuple[Any, ...]
         if status is None:
             sql, params = "UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id)
         else:

@@ -1,0 +1,100 @@
+"""Run.wait_for_completion: poll the status and stream the run's log as it grows."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import ActivityFailedError, ExperimentExecutionError
+from .records import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from .run import Run
+
+STD_LOG = "user_logs/std_log.txt"
+STREAM_POLL = 0.1
+
+
+class _LogTail:
+    """The new text of a growing log file, decoded safely across reads."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.offset = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.announced = False
+
+    def read(self, final: bool = False) -> str:
+        if not self.path or not os.path.exists(self.path):
+            return ""
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(1 << 20)
+        self.offset += len(data)
+        text = self.decoder.decode(data, final=final)
+        if text and not self.announced:
+            self.announced = True
+            text = f"Streaming {STD_LOG}\n{'=' * (10 + len(STD_LOG))}\n\n" + text
+        return text
+
+
+def wait_for_completion(
+    run: Run, show_output: bool = False, wait_post_processing: bool = False,
+    raise_on_error: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Block until the run is finished (see Run.wait_for_completion)."""
+    stop_at = set(TERMINAL_STATUSES)
+    if not (wait_post_processing or show_output):
+        stop_at.update(POST_PROCESSING_STATUSES)
+    out = sys.stdout
+    tail = _LogTail(run._artifacts.local_path(run.id, STD_LOG)) if show_output else None
+    if show_output:
+        out.write(f"RunId: {run.id}\n")
+        out.flush()
+    delay = 0.2
+    try:
+        while True:
+            status = run.get_status()
+            if tail is not None:
+                _write(out, tail.read())
+            if status in stop_at and (status != "CancelRequested" or not show_output):
+                break
+            if tail is not None:
+                time.sleep(STREAM_POLL)
+            else:
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+    except KeyboardInterrupt:
+        raise ExperimentExecutionError(
+            "The output streaming for the run interrupted.\nBut the run is still executing. "
+            f"Run {run.id} goes on: watch it again with run.wait_for_completion(), or stop it "
+            "with run.cancel()."
+        ) from None
+    details = run.get_details()
+    if tail is not None:
+        _write(out, tail.read(final=True))
+        out.write(f"\nExecution Summary\n=================\nRunId: {run.id}\n\n")
+        out.flush()
+    if details.get("status") == "Failed":
+        error = details.get("error")
+        text = (
+            json.dumps(error, indent=4)
+            if error
+            else "Detailed error not set on the Run. Please check the logs for details."
+        )
+        if raise_on_error:
+            raise ActivityFailedError(text)
+        if show_output:
+            out.write(f"Error:\n{text}\n")
+            out.flush()
+    return details
+
+
+def _write(out: Any, text: str) -> None:
+    if text:
+        out.write(text)
+        out.flush()

@@ -1,0 +1,47 @@
+"""The local queue: at most N script runs of a workspace execute at once on this machine.
+
+A slot is an OS file lock (``flock``) on ``<folder>/slot-<i>.lock``. The lock belongs to
+the supervisor process: when it exits or is killed, the kernel releases it, so a crash
+can never leave a slot taken.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+
+class Slots:
+    def __init__(self, folder: str, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"the number of run slots must be at least 1, not {count}")
+        self.folder = folder
+        self.count = count
+        os.makedirs(folder, exist_ok=True)
+
+    def try_acquire(self) -> int | None:
+        """Take a free slot and return its file descriptor (keep it open), or None."""
+        for index in range(self.count):
+            fd = os.open(os.path.join(self.folder, f"slot-{index}.lock"), os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return fd
+        return None
+
+    def busy(self) -> int:
+        """How many slots are taken right now."""
+        taken = 0
+        for index in range(self.count):
+            path = os.path.join(self.folder, f"slot-{index}.lock")
+            fd = os.open(path, os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                taken += 1
+            finally:
+                os.close(fd)
+        return taken

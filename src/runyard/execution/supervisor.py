@@ -1,0 +1,354 @@
+"""The detached process that owns one script run from Queued to its final status.
+
+    python -m runyard.execution.supervisor RUN_ID      (started by Experiment.submit)
+
+It takes a local slot, lays out the snapshot in a run folder, prepares the environment,
+starts the script in its own session, streams its stdout and stderr into
+``user_logs/std_log.txt``, uploads ``./logs`` while the script runs, collects
+``./outputs`` at the end and sets the final status. It beats a heartbeat all along, stops
+the whole process tree on cancel or when the time limit is reached, and is the only writer
+of a submitted run's status until that status is final.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import selectors
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+from typing import Any, BinaryIO
+
+from .. import _liveness
+from ..errors import RunyardError
+from ..records import TERMINAL_STATUSES, RunQuery
+from ..run import Run, format_time
+from ..store.base import iter_runs
+from ..workspace import Workspace
+from . import process_tree
+from .failure import RunFailure
+from .run_configuration import RunConfiguration
+from .script_run_config import command_line
+from .slots import Slots
+
+STD_LOG = "user_logs/std_log.txt"
+SUPERVISOR_LOG = "system_logs/supervisor.txt"
+ENVIRONMENT_LOG = "system_logs/environment.txt"
+STATUS_POLL = 0.2
+WATCH_EVERY = 2.0
+STDERR_TAIL = 30
+
+
+def runs_root() -> str:
+    return os.path.join(tempfile.gettempdir(), "runyard_runs")
+
+
+def cancel_grace() -> float:
+    return float(os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "1.0"))
+
+
+class Stop(Exception):
+    """The run left the supervisor's hands: canceled, finished by someone else, or failed."""
+
+
+class Supervisor:
+    def __init__(self, workspace: Workspace, run: Run, slots: int) -> None:
+        self.ws = workspace
+        self.store = workspace._store
+        self.run = run
+        self.rc = RunConfiguration.from_dict(run._record.run_definition or {})
+        self.slots = Slots(os.path.join(workspace._local_root(), "slots"), slots)
+        self.folder = os.path.join(runs_root(), run.id)
+        self.phase = "NotStarted"
+        self.proc: Any = None
+        self.started = 0.0
+        self._stop_beating = threading.Event()
+        self._log = self._open_log(SUPERVISOR_LOG)
+
+    # -- plumbing ------------------------------------------------------------------
+    def _open_log(self, path: str) -> BinaryIO:
+        from ..records import ArtifactRecord
+
+        self.store.add_artifact(ArtifactRecord(self.run.id, path, 0, "", time.time(), True))
+        return self.ws._artifacts.open_append(self.run.id, path)
+
+    def say(self, text: str) -> None:
+        stamp = format_time(time.time())
+        self._log.write(f"{stamp} {text}\n".encode())
+        self._log.flush()
+
+    def _beat(self) -> None:
+        interval = _liveness.heartbeat_seconds()
+        while not self._stop_beating.wait(interval):
+            try:
+                self.store.heartbeat(self.run.id, self.phase)
+            except RunyardError as exc:
+                self.say(f"heartbeat failed: {exc}")
+
+    def move(self, status: str, only_from: tuple[str, ...], error: Any = None) -> None:
+        """Advance the status; if someone else moved it (cancel, fail), stop."""
+        record = self.store.set_status(self.run.id, status, only_from=only_from, error=error)
+        self.run._record = record
+        if record.status != status:
+            raise Stop(record.status)
+        self.phase = status
+        self.say(f"status {status}")
+
+    def current(self) -> str:
+        self.run._record = self.store.get_run(self.run.id)
+        return self.run._record.status
+
+    # -- the phases ------------------------------------------------------------------
+    def main(self) -> None:
+        threading.Thread(target=self._beat, daemon=True, name="heartbeat").start()
+        slot = None
+        try:
+            self.move("Queued", ("NotStarted",))
+            slot = self.wait_for_slot()
+            self.move("Preparing", ("Queued",))
+            argv, env = self.prepare()
+            self.move("Starting", ("Preparing",))
+            self.start(argv, env)
+            self.move("Running", ("Starting",))
+            code = self.pump()
+            self.finish(code)
+        except Stop as stop:
+            self.stopped(str(stop))
+        except RunFailure as failure:
+            self.abort(str(failure), failure.code)
+        except BaseException as exc:
+            self.say("supervisor error:\n" + "".join(traceback.format_exception(exc)))
+            self.abort(f"runyard's supervisor failed: {type(exc).__name__}: {exc}", "SystemError")
+        finally:
+            self._stop_beating.set()
+            self.say(f"done: {self.current()}")
+            self._log.close()
+            for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
+                self._register_log(path)
+            if slot is not None:
+                os.close(slot)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def wait_for_slot(self) -> int | None:
+        if self.run._record.parent_id is not None:
+            self.say("a child run shares its parent's slot")
+            return None
+        self.say(f"waiting for one of {self.slots.count} local slots")
+        while True:
+            _liveness.expire_silent_runs(self.store)
+            if self.current() != "Queued":
+                raise Stop(self.run.status)
+            if not self._earlier_waiting():
+                slot = self.slots.try_acquire()
+                if slot is not None:
+                    return slot
+            time.sleep(0.1)
+
+    def _earlier_waiting(self) -> bool:
+        me = self.run._record
+        for status in ("NotStarted", "Queued"):
+            query = RunQuery(status=status, top_level_only=True, type="azureml.scriptrun")
+            for other in iter_runs(self.store, query):
+                if other.target == "local" and (other.created, other.id) < (me.created, me.id):
+                    return True
+        return False
+
+    def prepare(self) -> tuple[list[str], dict[str, str]]:
+        os.makedirs(self.folder, exist_ok=True)
+        snapshot = self.run._record.snapshot_id
+        if snapshot:
+            with self.ws._artifacts.open_snapshot(snapshot) as fh, zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    target = zf.extract(info, self.folder)
+                    mode = (info.external_attr >> 16) & 0o777
+                    if mode:
+                        os.chmod(target, mode)
+        os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
+        env = os.environ.copy()
+        for key in list(env):
+            if key.startswith("RUNYARD_") and key not in ("RUNYARD_URI", "RUNYARD_ARTIFACTS"):
+                env.pop(key)
+        env.update(self.rc.environment.environment_variables)
+        env.update({k: str(v) for k, v in self.rc.environment_variables.items()})
+        env.update(
+            RUNYARD_URI=self.ws.uri,
+            RUNYARD_ARTIFACTS=self.ws.artifacts_root,
+            RUNYARD_RUN_ID=self.run.id,
+            RUNYARD_EXPERIMENT=self.run.experiment.name,
+            RUNYARD_OUTPUT_DIRECTORY="outputs",
+            PYTHONUNBUFFERED="1",
+        )
+        environment = self.rc.environment
+        interpreter = environment.python.interpreter()
+        if environment.requirements_hash():
+            from .virtualenvs import prepare_virtualenv
+
+            with self._open_log(ENVIRONMENT_LOG) as log:
+                interpreter, shim = prepare_virtualenv(self.ws, environment, log)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [shim, env.get("PYTHONPATH")]))
+        argv = command_line(self.rc, interpreter)
+        self.say("command: " + " ".join(argv))
+        return argv, env
+
+    def start(self, argv: list[str], env: dict[str, str]) -> None:
+        process_tree.become_subreaper()
+        try:
+            self.proc = process_tree.start(argv, self.folder, env)
+        except OSError as exc:
+            raise RunFailure(
+                f"could not start {argv[0]!r}: {exc.strerror or exc}", "ScriptNotStarted"
+            ) from None
+        self.started = time.monotonic()
+
+    def pump(self) -> int:
+        """Stream output until the script ends; stop it on cancel or at the time limit."""
+        from ..records import ArtifactRecord
+
+        self.store.add_artifact(ArtifactRecord(self.run.id, STD_LOG, 0, "", time.time(), True))
+        out = self.ws._artifacts.open_append(self.run.id, STD_LOG)
+        tail: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL)
+        partial = b""
+        selector = selectors.DefaultSelector()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+            selector.register(stream, selectors.EVENT_READ)
+        limit = self.rc.max_run_duration_seconds
+        next_poll = next_watch = 0.0
+        exited_at: float | None = None
+        try:
+            while selector.get_map():
+                for key, _ in selector.select(timeout=0.1):
+                    try:
+                        data = os.read(key.fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        selector.unregister(key.fileobj)
+                        continue
+                    out.write(data)
+                    out.flush()
+                    if key.fileobj is self.proc.stderr:
+                        lines = (partial + data).split(b"\n")
+                        partial = lines.pop()[-4096:]
+                        tail.extend(line[-1000:] for line in lines)
+                now = time.monotonic()
+                if exited_at is None and self.proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > 1.0:
+                    break  # the script is gone; whoever still holds its pipes is an orphan
+                if now >= next_poll:
+                    next_poll = now + STATUS_POLL
+                    status = self.current()
+                    if status != "Running":
+                        raise Stop(status)
+                    if limit and now - self.started > limit:
+                        raise RunFailure(
+                            f"the run reached its time limit (max_run_duration_seconds="
+                            f"{limit:g}) and was stopped",
+                            "RunTimeLimitExceeded",
+                        )
+                if now >= next_watch:
+                    next_watch = now + WATCH_EVERY
+                    self.sync_watched()
+                    process_tree.reap_zombies(keep=self.proc.pid)
+        finally:
+            selector.close()
+            out.close()
+            self._tail = [ln.decode("utf-8", "replace") for ln in tail]
+            if partial:
+                self._tail.append(partial.decode("utf-8", "replace"))
+        code: int = self.proc.wait()
+        return code
+
+    def sync_watched(self) -> None:
+        for folder in self.rc.history.directories_to_watch:
+            path = os.path.join(self.folder, folder)
+            if os.path.isdir(path):
+                self.run._sync_folder(path, folder.strip("/"))
+
+    def finish(self, code: int) -> None:
+        self.end_processes()
+        self.move("Finalizing", ("Running",))
+        self.sync_watched()
+        if self.rc.history.output_collection:
+            self.run._outputs_dir = os.path.join(self.folder, "outputs")
+            self.run._collect_outputs()
+        if code == 0:
+            self.move("Completed", ("Finalizing",))
+            return
+        reason = f"signal {-code}" if code < 0 else f"exit code {code}"
+        message = f"the script ended with {reason}"
+        if self._tail:
+            message += ". Last lines of stderr:\n" + "\n".join(self._tail[-10:])
+        self.move("Failed", ("Finalizing",), error=_error(message, "ScriptFailed"))
+
+    def stopped(self, status: str) -> None:
+        """The status moved under us: canceled, or finished by someone else."""
+        self.wind_down()
+        if status == "CancelRequested":
+            self.store.set_status(self.run.id, "Canceled", only_from=("CancelRequested",))
+            self.say("canceled")
+        elif status not in TERMINAL_STATUSES:
+            self.fail(f"the run moved to {status} unexpectedly", "SystemError")
+
+    def wind_down(self) -> None:
+        """Stop every process of the run and keep what it wrote."""
+        self.end_processes()
+        if self.proc is not None:
+            self.sync_watched()
+
+    def abort(self, message: str, code: str) -> None:
+        self.wind_down()
+        self.fail(message, code)
+
+    def end_processes(self) -> None:
+        if self.proc is not None:
+            process_tree.stop_all(cancel_grace())
+
+    def fail(self, message: str, code: str) -> None:
+        self.say(f"failed: {message}")
+        self.store.set_status(self.run.id, "Failed", error=_error(message, code))
+
+    def _register_log(self, path: str) -> None:
+        import hashlib
+
+        from ..records import ArtifactRecord
+
+        local = self.ws._artifacts.local_path(self.run.id, path)
+        if local and os.path.exists(local):
+            digest = hashlib.sha256()
+            with open(local, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+            size = os.path.getsize(local)
+            record = ArtifactRecord(self.run.id, path, size, digest.hexdigest(), time.time(), True)
+            self.store.add_artifact(record)
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}, "time": format_time(time.time())}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m runyard.execution.supervisor RUN_ID", file=sys.stderr)
+        return 2
+    workspace = Workspace(os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"))
+    run = workspace.get_run(argv[0])
+    slots = int(os.environ.get("RUNYARD_MAX_CONCURRENT_RUNS") or os.cpu_count() or 1)
+    supervisor = Supervisor(workspace, run, slots)
+    try:
+        supervisor.main()
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""Virtualenvs for ``Environment.from_pip_requirements``: built once per requirement set.
+
+Each lives in ``<workspace>/envs/<hash>``; a file lock makes concurrent runs that need the
+same environment wait for one build, and a marker file tells a finished build from a
+half-built one (which is thrown away and built again).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, BinaryIO
+
+from .failure import RunFailure
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+    from .environment import Environment
+
+READY = ".runyard-ready"
+# what a script needs of the submitting installation to call Run.get_context()
+SHARED_MODULES = ("runyard", "psycopg", "psycopg_binary", "psycopg_c", "typing_extensions")
+
+
+def prepare_virtualenv(
+    workspace: Workspace, environment: Environment, log: BinaryIO
+) -> tuple[str, str]:
+    """Build or reuse the environment; return (its python, a folder for PYTHONPATH)."""
+    key = environment.requirements_hash()
+    assert key is not None
+    root = os.path.join(workspace._local_root(), "envs")
+    os.makedirs(root, exist_ok=True)
+    target = os.path.join(root, key)
+    python = os.path.join(target, "bin", "python")
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(target, READY)):
+            _write(log, f"reusing environment {key} at {target}\n")
+        else:
+            _build(environment, target, python, log)
+        shim = _shim(target)
+    return python, shim
+
+
+def _write(log: BinaryIO, text: str) -> None:
+    log.write(text.encode())
+    log.flush()
+
+
+def _build(environment: Environment, target: str, python: str, log: BinaryIO) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    base = environment.python.interpreter()
+    requirements = environment.python.pip_requirements or []
+    _write(log, f"building environment in {target} from {base}\n")
+    _step(log, [base, "-m", "venv", target], "creating the virtualenv")
+    listing = os.path.join(target, "requirements.txt")
+    with open(listing, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(requirements) + "\n")
+    _write(log, "requirements:\n" + "".join(f"  {r}\n" for r in requirements))
+    _step(
+        log,
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-r", listing],
+        "pip install",
+    )
+    with open(os.path.join(target, READY), "w") as fh:
+        fh.write("ok\n")
+    _write(log, "environment ready\n")
+
+
+def _step(log: BinaryIO, argv: list[str], what: str) -> None:
+    _write(log, "$ " + " ".join(argv) + "\n")
+    log_start = log.tell()
+    try:
+        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
+    except OSError as exc:
+        raise RunFailure(
+            f"{what} could not start {argv[0]!r}: {exc.strerror}", "EnvironmentBuildFailed"
+        ) from None
+    if done.returncode != 0:
+        log.flush()
+        with open(log.name, "rb") as fh:
+            fh.seek(log_start)
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()[-15:]
+        raise RunFailure(
+            f"{what} failed (exit code {done.returncode}); the full log is "
+            "system_logs/environment.txt. Its last lines:\n" + "\n".join(lines),
+            "EnvironmentBuildFailed",
+        )
+
+
+def _shim(target: str) -> str:
+    """A folder of links to runyard (and its database driver) from the submitting install."""
+    shim = os.path.join(target, "runyard-shim")
+    shutil.rmtree(shim, ignore_errors=True)
+    os.makedirs(shim)
+    for name in SHARED_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            source = next(iter(spec.submodule_search_locations))
+        elif spec.origin:
+            source = spec.origin
+        else:
+            continue
+        os.symlink(source, os.path.join(shim, os.path.basename(source)))
+    return shim
