@@ -1,0 +1,62 @@
+"""Helpers for script-run tests: a project folder with scripts, and a workspace."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runyard import Experiment, Workspace
+
+
+class Project:
+    def __init__(self, root: Path, ws: Workspace) -> None:
+        self.root = root
+        self.ws = ws
+        self.exp = Experiment(ws, "scripts")
+
+    def script(self, name: str, code: str) -> str:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(code))
+        return name
+
+    def log_text(self, run) -> str:
+        path = self.ws._artifacts.local_path(run.id, "user_logs/std_log.txt")
+        return Path(path).read_bytes().decode("utf-8", "replace") if os.path.exists(path) else ""
+
+    def supervisor_statuses(self, run) -> list[str]:
+        path = self.ws._artifacts.local_path(run.id, "system_logs/supervisor.txt")
+        lines = Path(path).read_text().splitlines()
+        return [ln.split(" status ", 1)[1] for ln in lines if " status " in ln]
+
+
+def wait_until(predicate, timeout: float = 30.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def supervisor_of(run_id: str) -> psutil.Process:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "runyard.execution.supervisor" in cmdline and run_id in cmdline:
+            return proc
+    raise AssertionError(f"no supervisor process for {run_id}")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", "2")
+    return Project(root, Workspace(tmp_path / "ws"))
