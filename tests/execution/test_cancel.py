@@ -56,15 +56,14 @@ def test_cancel_from_another_process(project):
     run = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
     wait_until(lambda: "up" in project.log_text(run), timeout=30)
     code = (
-        "from runyard import Workspace; "
-        f"Workspace({project.ws.uri!r}).get_run({run.id!r}).cancel()"
+        f"from runyard import Workspace; Workspace({project.ws.uri!r}).get_run({run.id!r}).cancel()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert run.wait_for_completion(wait_post_processing=True)["status"] == "Canceled"
 
 
-def test_cancel_while_queued(project, monkeypatch):
-    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", "1")
+def test_cancel_while_queued(project):
+    project.ws.max_concurrent_runs = 1
     project.script("sleepy.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
     first = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
     second = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))

@@ -36,7 +36,7 @@ run.complete()   # inside a submitted run this flushes; the status is the superv
 
 
 def _echo(project, run):
-    line = [ln for ln in project.log_text(run).splitlines() if ln.startswith("{")][0]
+    line = next(ln for ln in project.log_text(run).splitlines() if ln.startswith("{"))
     return json.loads(line)
 
 

@@ -1,0 +1,78 @@
+"""The local queue and the heartbeat: slots, order, and supervisors that die."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+
+from runyard import ScriptRunConfig
+
+from .conftest import supervisor_of, wait_until
+
+STAMP = """
+import json, sys, time
+start = time.time()
+time.sleep(float(sys.argv[2]))
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps([sys.argv[3], start, time.time()]) + "\\n")
+"""
+
+
+def _spans(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_slot_runs_one_at_a_time_in_submission_order(project, tmp_path):
+    project.ws.max_concurrent_runs = 1
+    project.script("stamp.py", STAMP)
+    stamps = tmp_path / "stamps.txt"
+    runs = [
+        project.exp.submit(ScriptRunConfig(str(project.root), "stamp.py", [str(stamps), 0.3, i]))
+        for i in range(4)
+    ]
+    for run in runs:
+        assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    spans = _spans(stamps)
+    assert [s[0] for s in spans] == ["0", "1", "2", "3"]
+    for before, after in itertools.pairwise(spans):
+        assert before[2] <= after[1], "two runs overlapped with one slot"
+
+
+def test_many_runs_two_slots_none_lost_none_twice(project, tmp_path):
+    project.script("stamp.py", STAMP)
+    stamps = tmp_path / "stamps.txt"
+    runs = [
+        project.exp.submit(ScriptRunConfig(str(project.root), "stamp.py", [str(stamps), 0.05, i]))
+        for i in range(16)
+    ]
+    for run in runs:
+        assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    spans = _spans(stamps)
+    assert sorted(int(s[0]) for s in spans) == list(range(16))
+    events = sorted([(s[1], 1) for s in spans] + [(s[2], -1) for s in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak <= 2
+
+
+def test_a_killed_supervisor_is_noticed_and_its_slot_freed(project, monkeypatch):
+    project.ws.max_concurrent_runs = 1
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "1")
+    monkeypatch.setenv("RUNYARD_FAILED_SECONDS", "3")
+    project.script("sleepy.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    project.script("quick.py", "print('quick run')\n")
+    doomed = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
+    wait_until(lambda: "up" in project.log_text(doomed), timeout=30)
+    follower = project.exp.submit(ScriptRunConfig(str(project.root), "quick.py"))
+    wait_until(lambda: follower.get_status() == "Queued", timeout=30)
+    supervisor_of(doomed.id).send_signal(signal.SIGKILL)
+    wait_until(lambda: doomed.get_status() == "NotResponding", timeout=10)
+    assert [r.id for r in project.exp.get_runs(status="NotResponding")] == [doomed.id]
+    details = doomed.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert "heartbeat" in details["error"]["error"]["message"]
+    assert follower.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
