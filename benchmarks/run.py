@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 
+import script_runs
 from tabulate import tabulate
 
 from runyard import Experiment, Workspace
@@ -179,6 +180,7 @@ def main() -> None:
             finally:
                 ws._store.close()
                 drop_schema(schema)
+        scripts = script_runs.measure(folder)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -192,6 +194,15 @@ def main() -> None:
         [name, *(f"{results[db][name]:,}" for db in results), targets[name]] for name in targets
     ]
     rows.append(["import_runyard_ms", f"{import_ms:.1f}", *[""] * (len(results) - 1), "<= 100"])
+    script_targets = {
+        "submit_to_first_line_s": "<= 0.5",
+        "cancel_to_all_gone_s": "<= 2",
+        "burst_50_runs_2_slots_s": "",
+        "burst_completed": "50",
+        "burst_ran_once": "1 (none lost, none twice)",
+    }
+    for name, target in script_targets.items():
+        rows.append([name, f"{scripts[name]:,}", *[""] * (len(results) - 1), target])
     print(f"points per series: {POINTS:,}; runs for the query: {RUNS:,}")
     print(tabulate(rows, headers=["figure", *results, "target"], disable_numparse=True))
     print(
@@ -202,6 +213,7 @@ def main() -> None:
                 "runs": RUNS,
                 **results,
                 "import_runyard_ms": round(import_ms, 1),
+                "script_runs_sqlite": scripts,
             }
         )
     )
