@@ -12,9 +12,11 @@ import psutil
 from runyard import Experiment, ScriptRunConfig, Workspace
 
 FIRST_LINE = "import sys, time\nprint(repr(time.time()), flush=True)\n"
+# the worst case: a grandchild that ignores SIGTERM, so only the SIGKILL after the grace ends it
 SLEEPER = """
 import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", code])
 open(sys.argv[1], "w").write(f"{os.getpid()} {child.pid}")
 time.sleep(600)
 """
