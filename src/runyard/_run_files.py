@@ -32,6 +32,7 @@ class FilesMixin:
     _store: Store
     _artifacts: ArtifactStore
     _outputs_dir: str | None
+    _synced: dict[str, tuple[int, int]]
     _record: RunRecord
 
     def _put(self, name: str, source: BinaryIO, streaming: bool = False) -> ArtifactRecord:
@@ -191,15 +192,27 @@ class FilesMixin:
                 warnings.warn(f"could not collect {full}: {exc}", stacklevel=2)
 
     def _sync_folder(self, folder: str, prefix: str) -> None:
-        """Upload a watched folder (``./logs``); these files may be replaced while running."""
+        """Upload a watched folder (``./logs``): the files that changed since the last sync.
+
+        These files may be replaced while the run goes.
+        """
         if not os.path.isdir(folder):
             return
         for rel, full in _walk(folder):
+            name = f"{prefix}/{rel}"
+            try:
+                info = os.stat(full)
+            except OSError:
+                continue
+            stamp = (info.st_size, info.st_mtime_ns)
+            if self._synced.get(name) == stamp:
+                continue
             try:
                 with open(full, "rb") as fh:
-                    self._put(f"{prefix}/{rel}", fh, streaming=True)
+                    self._put(name, fh, streaming=True)
             except Conflict:
-                warnings.warn(f"{prefix}/{rel} was uploaded as a regular file; kept", stacklevel=2)
+                warnings.warn(f"{name} was uploaded as a regular file; kept", stacklevel=2)
+            self._synced[name] = stamp
 
     def take_snapshot(self, file_or_folder_path: str) -> str:
         """Snapshot a folder for a run that has none yet; return the snapshot id."""

@@ -75,6 +75,7 @@ class Run(MetricsMixin, FilesMixin):
         self._parent: Run | None = None
         self._capture: _process.StreamCapture | None = None
         self._logs_dir: str | None = None
+        self._synced: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def _from_record(cls, experiment: Experiment, record: RunRecord) -> Run:

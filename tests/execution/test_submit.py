@@ -239,3 +239,20 @@ def test_max_run_duration_stops_and_fails_the_run(project):
     assert details["status"] == "Failed"
     assert details["error"]["error"]["code"] == "RunTimeLimitExceeded"
     assert "max_run_duration_seconds=1" in details["error"]["error"]["message"]
+
+
+def test_a_source_folder_over_the_snapshot_limit_is_refused(project):
+    from runyard import SnapshotError
+    from runyard._snapshot import MAX_FILES
+
+    project.script("ok.py", "print(1)\n")
+    data = project.root / "data"
+    data.mkdir()
+    for i in range(MAX_FILES + 1):
+        (data / f"{i}.csv").write_text("1\n")
+    with pytest.raises(SnapshotError, match="runyardignore"):
+        project.exp.submit(ScriptRunConfig(str(project.root), "ok.py"))
+    assert list(project.exp.get_runs()) == []
+    (project.root / ".runyardignore").write_text("data/\n")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "ok.py"))
+    assert run.wait_for_completion()["status"] == "Completed"
