@@ -4,6 +4,7 @@
     python3 dev.py demo     # virtualenv + install + examples/ridge_sweep.py
     python3 dev.py test     # ruff, mypy on src/, pytest
     python3 dev.py bench    # benchmarks/run.py: a table and one JSON line
+    python3 dev.py cli-docs # rewrite the generated half of docs/cli.md from --help
 
 Needs only Python 3.11+; everything else is installed into ./.venv from PyPI.
 """
@@ -57,7 +58,11 @@ def bench() -> None:
     run(PYTHON, "benchmarks/run.py", *sys.argv[2:])
 
 
-TASKS = {"demo": demo, "test": test, "bench": bench}
+def cli_docs() -> None:
+    run(PYTHON, "-m", "runyard.cli._docs", "docs/cli.md")
+
+
+TASKS = {"demo": demo, "test": test, "bench": bench, "cli-docs": cli_docs}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:

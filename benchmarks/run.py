@@ -100,6 +100,25 @@ def query_runs(ws: Workspace) -> tuple[float, int]:
     return statistics.median(times) * 1000, len(found)
 
 
+def best_of(argv: list[str], times: int = 10) -> float:
+    runs = []
+    for _ in range(times):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        runs.append(time.perf_counter() - start)
+    return min(runs)
+
+
+def cli_figures(workspace: str) -> dict[str, float]:
+    """Whole-process times of the command line (best of 10)."""
+    runyard = os.path.join(os.path.dirname(sys.executable), "runyard")
+    listing = [runyard, "run", "list", "--workspace", workspace, "-e", "bench-query"]
+    return {
+        "cli_help_s": round(best_of([runyard, "--help"]), 3),
+        "cli_run_list_s": round(best_of(listing), 3),
+    }
+
+
 def import_cost() -> float:
     def best(code: str) -> float:
         runs = []
@@ -172,6 +191,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         results["sqlite"] = measure(Workspace(os.path.join(folder, "ws")))
+        cli = cli_figures(os.path.join(folder, "ws"))
         pg = postgres_workspace(folder)
         if pg is not None:
             ws, schema = pg
@@ -201,6 +221,10 @@ def main() -> None:
         "burst_completed": "50",
         "burst_ran_once": "1 (none lost, none twice)",
     }
+    rows.append(["cli_help_s", f"{cli['cli_help_s']}", *[""] * (len(results) - 1), "<= 0.3"])
+    rows.append(
+        ["cli_run_list_s", f"{cli['cli_run_list_s']}", *[""] * (len(results) - 1), "<= 0.5"]
+    )
     for name, target in script_targets.items():
         rows.append([name, f"{scripts[name]:,}", *[""] * (len(results) - 1), target])
     print(f"points per series: {POINTS:,}; runs for the query: {RUNS:,}")
@@ -214,6 +238,7 @@ def main() -> None:
                 **results,
                 "import_runyard_ms": round(import_ms, 1),
                 "script_runs_sqlite": scripts,
+                "cli_sqlite": cli,
             }
         )
     )

@@ -62,6 +62,18 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment(Name: {self.name},\nWorkspace: {self.workspace.name})"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The experiment with the camelCase keys of ``az ml experiment list``."""
+        from .run import format_time
+
+        return {
+            "experimentId": self.id,
+            "name": self.name,
+            "createdUtc": format_time(self._record.created),
+            "archivedTime": self.archived_time,
+            "tags": self.tags,
+        }
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Experiment) and other.id == self.id
 

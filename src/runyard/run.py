@@ -289,6 +289,36 @@ class Run(MetricsMixin, FilesMixin):
         details["logFiles"] = logs
         return details
 
+    def to_dict(self) -> dict[str, Any]:
+        """The run as stored, with the snake_case keys of ``az ml run show`` (None left out).
+
+        >>> run.to_dict()["status"]        # doctest: +SKIP
+        'Completed'
+        """
+        r = self._record
+        data: dict[str, Any] = {
+            "run_id": r.id,
+            "run_number": r.number,
+            "root_run_id": r.root_id,
+            "parent_run_id": r.parent_id,
+            "experiment_id": r.experiment_id,
+            "status": r.status,
+            "created_utc": format_time(r.created),
+            "start_time_utc": format_time(r.start),
+            "end_time_utc": format_time(r.end),
+            "display_name": r.display_name,
+            "description": r.description,
+            "run_type": r.type,
+            "target": r.target,
+            "properties": dict(r.properties),
+            "tags": dict(r.tags),
+            "run_definition": r.run_definition,
+            "created_by": {"user_name": r.submitted_by} if r.submitted_by else None,
+            "heartbeat_enabled": r.heartbeat is not None,
+            "error": r.error,
+        }
+        return {k: v for k, v in data.items() if v is not None}
+
     def start(self) -> None:
         """Move a NotStarted run (from ``create_children``) to Running."""
         self._set_status("Running")

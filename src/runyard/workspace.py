@@ -53,6 +53,8 @@ class Workspace:
         self.uri = uri
         self.artifacts_root = os.path.abspath(os.path.expanduser(artifacts))
         self.max_concurrent_runs = _max_concurrent_runs(os.environ.get(ENV_MAX_RUNS))
+        self.default_experiment: str | None = None  # from the config's "experiment"
+        self.project_path: str | None = None  # the folder holding .runyard/config.json
         self._store: Store = open_store(uri)
         self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
 
@@ -105,6 +107,9 @@ class Workspace:
         workspace = cls(uri, artifacts)
         if os.environ.get(ENV_MAX_RUNS) is None and "max_concurrent_runs" in config:
             workspace.max_concurrent_runs = _max_concurrent_runs(config["max_concurrent_runs"])
+        experiment = config.get("experiment")
+        workspace.default_experiment = experiment if isinstance(experiment, str) else None
+        workspace.project_path = base
         return workspace
 
     def write_config(self, path: str | os.PathLike[str] | None = None, **extra: Any) -> str:
@@ -190,10 +195,9 @@ def _find_config(
         current = parent
     if not required:
         return None, {}
-    shown = "\n  ".join(searched)
     raise ConfigNotFound(
-        f"no workspace configuration found in {start} or its parent folders; looked for:\n"
-        f"  {shown}\ncreate one with `runyard init` or, in Python, "
+        f"no workspace configuration found in {start} or its parent folders (looked for "
+        f"{', '.join(searched)}); create one with `runyard init` or, in Python, "
         "Workspace('path/to/workspace').write_config(), or set RUNYARD_URI"
     )
 

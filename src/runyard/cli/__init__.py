@@ -1,23 +1,76 @@
-"""The ``runyard`` command line (only ``--version`` so far)."""
+"""The ``runyard`` command line: a thin skin over the SDK (parse, call, render).
+
+Shell completion, for bash: ``eval "$(_RUNYARD_COMPLETE=bash_source runyard)"``
+(``zsh_source`` and ``fish_source`` for the other shells).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+import traceback
+
+import click
+
+from ..__about__ import __version__
+
+
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "terminal_width": 100,  # help reads the same everywhere, and docs/cli.md can match it
+    },
+    epilog="Example: runyard run list -e ridge-sweep -o table",
+)
+@click.version_option(__version__, "--version", prog_name="runyard", message="%(prog)s %(version)s")
+def cli() -> None:
+    """runyard: a self-hosted run history for machine learning."""
+
+
+def _build() -> click.Group:
+    from . import experiment, init, run
+
+    cli.add_command(run.group)
+    cli.add_command(experiment.group)
+    init.register(cli)
+    return cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..__about__ import __version__
+    """Run the command line; errors are one ``error:`` line, exit 2 for usage, 1 otherwise."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        # without standalone mode click returns the code of a click Exit instead of raising it
+        code = _build().main(args=args, prog_name="runyard", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())  # a group given no command shows its help
+            return 0
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+        return 2
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        from ..errors import RunyardError
 
-    parser = argparse.ArgumentParser(
-        prog="runyard",
-        description="runyard: a self-hosted run history for machine learning.",
-        epilog="example: runyard --version",
-    )
-    parser.add_argument("--version", action="version", version=f"runyard {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+        if debug:
+            traceback.print_exc()
+        message = str(exc) if isinstance(exc, RunyardError) else f"{type(exc).__name__}: {exc}"
+        click.echo(f"error: {_one_line(message)}", err=True)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover
