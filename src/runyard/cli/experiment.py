@@ -10,7 +10,7 @@ from ._common import Session, command, path_option
 from ._output import local_time
 
 
-@click.group("experiment")
+@click.group("experiment", epilog="Example: runyard experiment list -o table")
 def group() -> None:
     """List and manage experiments."""
 

@@ -24,7 +24,7 @@ logs
 """
 
 
-@click.group("folder")
+@click.group("folder", epilog="Example: runyard folder attach -e ridge-sweep")
 def folder_group() -> None:
     """Attach a folder to a workspace (same as runyard init)."""
 

@@ -20,7 +20,7 @@ STATUSES = (
 )  # fmt: skip
 
 
-@click.group("run")
+@click.group("run", epilog="Example: runyard run list -o table --last 5")
 def group() -> None:
     """Submit, list, inspect and stop runs."""
 
