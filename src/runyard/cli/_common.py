@@ -78,9 +78,16 @@ def _compile_query(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 def command(
-    group: click.Group, name: str, example: str, **settings: Any
+    group: click.Group,
+    name: str,
+    example: str,
+    table: Callable[[Any], list[dict[str, Any]]] | None = None,
+    **settings: Any,
 ) -> Callable[[Callable[..., Any]], click.Command]:
-    """Register a command that takes the global options and renders what it returns."""
+    """Register a command that takes the global options and renders what it returns.
+
+    ``table`` picks the columns of ``-o table`` when no ``--query`` reshapes the result.
+    """
 
     def decorate(func: Callable[..., Any]) -> click.Command:
         @click.option(
@@ -101,6 +108,7 @@ def command(
             output: str, query: Any, workspace_uri: str | None, debug: bool, **kwargs: Any
         ) -> None:
             session = Session(output, query, workspace_uri, kwargs.pop("path", None) or ".")
+            session.table = table
             session.emit(func(session, **kwargs))
             if session.exit_code:
                 raise click.exceptions.Exit(session.exit_code)

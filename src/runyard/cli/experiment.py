@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._common import Session, command, path_option
 from ._output import local_time
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
 
 
 @click.group("experiment", epilog="Example: runyard experiment list -o table")
@@ -37,7 +40,8 @@ def experiment_rows(result: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _find(session: Session, name: str | None, view_type: str = "All") -> Any:
+def _find(session: Session, name: str | None, view_type: str = "All") -> Experiment:
+    """The named experiment, or the one of the config."""
     from ..experiment import Experiment
 
     workspace = session.workspace()
@@ -52,7 +56,7 @@ def _find(session: Session, name: str | None, view_type: str = "All") -> Any:
     return found[-1]
 
 
-@command(group, "list", "runyard experiment list --view-type All -o table")
+@command(group, "list", "runyard experiment list --view-type All -o table", table=experiment_rows)
 @click.option(
     "--view-type",
     type=click.Choice(["ActiveOnly", "ArchivedOnly", "All"]),
@@ -65,39 +69,32 @@ def list_experiments(session: Session, view_type: str) -> list[dict[str, Any]]:
     """List experiments."""
     from ..experiment import Experiment
 
-    session.table = experiment_rows
     return [e.to_dict() for e in Experiment.list(session.workspace(), view_type=view_type)]
 
 
-@command(group, "show", "runyard experiment show -e ridge")
+@command(group, "show", "runyard experiment show -e ridge", table=experiment_rows)
 @name_option
 @path_option
 def show(session: Session, name: str | None) -> dict[str, Any]:
     """Show one experiment."""
-    session.table = experiment_rows
-    result: dict[str, Any] = _find(session, name).to_dict()
-    return result
+    return _find(session, name).to_dict()
 
 
-@command(group, "archive", "runyard experiment archive -e old-sweep")
+@command(group, "archive", "runyard experiment archive -e old-sweep", table=experiment_rows)
 @name_option
 @path_option
 def archive(session: Session, name: str | None) -> dict[str, Any]:
     """Archive an experiment: hidden from lists, its name free for a new one."""
     experiment = _find(session, name, "ActiveOnly")
     experiment.archive()
-    session.table = experiment_rows
-    result: dict[str, Any] = experiment.to_dict()
-    return result
+    return experiment.to_dict()
 
 
-@command(group, "reactivate", "runyard experiment reactivate -e old-sweep")
+@command(group, "reactivate", "runyard experiment reactivate -e old-sweep", table=experiment_rows)
 @name_option
 @path_option
 def reactivate(session: Session, name: str | None) -> dict[str, Any]:
     """Bring an archived experiment back."""
     experiment = _find(session, name, "ArchivedOnly")
     experiment.reactivate()
-    session.table = experiment_rows
-    result: dict[str, Any] = experiment.to_dict()
-    return result
+    return experiment.to_dict()

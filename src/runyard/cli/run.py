@@ -65,7 +65,8 @@ def _get(session: Session, run_id: str) -> Run:
 
 
 @command(
-    group, "submit-script", "runyard run submit-script train.py --alpha 0.5 -e ridge",
+    group, "submit-script", "runyard run submit-script -e ridge train.py --alpha 0.5",
+    table=run_rows,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )  # fmt: skip
 @click.argument("script", required=False)
@@ -131,11 +132,12 @@ def submit_script(
     if not no_wait:
         run.wait_for_completion(show_output=True, wait_post_processing=True, raise_on_error=False)
         session.exit_code = 0 if run.get_status() == "Completed" else 1
-    session.table = run_rows
     return as_dict(run)
 
 
-@command(group, "list", "runyard run list -e ridge --last 5 --status Completed -o table")
+@command(
+    group, "list", "runyard run list -e ridge --last 5 --status Completed -o table", table=run_rows
+)
 @experiment_option
 @click.option(
     "--last",
@@ -168,7 +170,6 @@ def list_runs(
     else:
         runs = session.experiment(experiment).get_runs(tags=wanted or None, status=status)
     found = [as_dict(run) for run in itertools.islice(runs, last)]
-    session.table = run_rows
     if minimal:
         return [
             {
@@ -181,12 +182,11 @@ def list_runs(
     return found
 
 
-@command(group, "show", "runyard run show -r ridge_1795699464_79ae27c6 -o yaml")
+@command(group, "show", "runyard run show -r ridge_1795699464_79ae27c6 -o yaml", table=run_rows)
 @run_option
 @path_option
 def show(session: Session, run_id: str) -> dict[str, Any]:
     """Show one run."""
-    session.table = run_rows
     return as_dict(_get(session, run_id))
 
 
@@ -199,7 +199,12 @@ def cancel(session: Session, run_id: str) -> None:
     click.echo("Experiment run canceled successfully.", err=True)
 
 
-@command(group, "update", "runyard run update -r ID --add-tag quality=good --remove-tag draft")
+@command(
+    group,
+    "update",
+    "runyard run update -r ID --add-tag quality=good --remove-tag draft",
+    table=run_rows,
+)
 @run_option
 @click.option(
     "--add-tag",
@@ -224,7 +229,6 @@ def update(
         run.set_tags(tags)
     if remove:
         run.remove_tags(list(remove))
-    session.table = run_rows
     return as_dict(run)
 
 
@@ -244,14 +248,13 @@ def download_logs(session: Session, run_id: str, output_dir: str) -> None:
         click.echo(path, err=True)
 
 
-@command(group, "monitor-logs", "runyard run monitor-logs -r ID")
+@command(group, "monitor-logs", "runyard run monitor-logs -r ID", table=run_rows)
 @run_option
 @path_option
 def monitor_logs(session: Session, run_id: str) -> dict[str, Any]:
     """Stream a run's output until it ends, then show the run."""
     run = _get(session, run_id)
     run.wait_for_completion(show_output=True, wait_post_processing=True, raise_on_error=False)
-    session.table = run_rows
     return as_dict(run)
 
 
@@ -283,16 +286,6 @@ def download(session: Session, run_id: str, prefix: str | None, output_dir: str)
     return written
 
 
-@command(group, "metrics", "runyard run metrics -r ID --name mse -o table")
-@run_option
-@click.option("--name", metavar="NAME", help="Only this metric.")
-@path_option
-def metrics(session: Session, run_id: str, name: str | None) -> dict[str, Any]:
-    """Show a run's metrics: one value, a list, or a table's columns."""
-    session.table = metric_rows
-    return _get(session, run_id).get_metrics(name=name)
-
-
 def metric_rows(result: Any) -> list[dict[str, Any]]:
     rows = []
     for name, value in sorted(result.items()):
@@ -304,3 +297,12 @@ def metric_rows(result: Any) -> list[dict[str, Any]]:
             shown = value
         rows.append({"Metric": name, "Value": shown})
     return rows
+
+
+@command(group, "metrics", "runyard run metrics -r ID --name mse -o table", table=metric_rows)
+@run_option
+@click.option("--name", metavar="NAME", help="Only this metric.")
+@path_option
+def metrics(session: Session, run_id: str, name: str | None) -> dict[str, Any]:
+    """Show a run's metrics: one value, a list, or a table's columns."""
+    return _get(session, run_id).get_metrics(name=name)
