@@ -91,8 +91,13 @@ class Supervisor:
                 self.say(f"heartbeat failed: {exc}")
 
     def move(self, status: str, only_from: tuple[str, ...], error: Any = None) -> None:
-        """Advance the status; if someone else moved it (cancel, fail), stop."""
-        record = self.store.set_status(self.run.id, status, only_from=only_from, error=error)
+        """Advance the status; if someone else moved it (cancel, fail), stop.
+
+        NotResponding is a reader's guess that this supervisor is gone; being here proves
+        otherwise, so the run moves on from it too.
+        """
+        allowed = (*only_from, "NotResponding")
+        record = self.store.set_status(self.run.id, status, only_from=allowed, error=error)
         self.run._record = record
         if record.status != status:
             raise Stop(record.status)
@@ -141,7 +146,7 @@ class Supervisor:
         self.say(f"waiting for one of {self.slots.count} local slots")
         while True:
             _liveness.expire_silent_runs(self.store)
-            if self.current() != "Queued":
+            if self.current() not in ("Queued", "NotResponding"):
                 raise Stop(self.run.status)
             if not self._earlier_waiting():
                 slot = self.slots.try_acquire()
@@ -244,7 +249,7 @@ class Supervisor:
                 if now >= next_poll:
                     next_poll = now + STATUS_POLL
                     status = self.current()
-                    if status != "Running":
+                    if status not in ("Running", "NotResponding"):
                         raise Stop(status)
                     if limit and now - self.started > limit:
                         raise RunFailure(
