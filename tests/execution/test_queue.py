@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import time
 
 from runyard import ScriptRunConfig
 
@@ -76,3 +77,18 @@ def test_a_killed_supervisor_is_noticed_and_its_slot_freed(project, monkeypatch)
     assert details["status"] == "Failed"
     assert "heartbeat" in details["error"]["error"]["message"]
     assert follower.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+def test_a_slow_heartbeat_marked_not_responding_recovers(project, monkeypatch):
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "1.0")
+    monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "0.3")
+    monkeypatch.setenv("RUNYARD_FAILED_SECONDS", "60")
+    project.script("nap.py", "import time\ntime.sleep(2.5)\nprint('woke up')\n")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "nap.py"))
+    seen = set()
+    while run.get_status() not in ("Completed", "Failed", "Canceled"):
+        seen.add(run.status)
+        time.sleep(0.02)
+    assert "NotResponding" in seen  # readers guessed the supervisor was gone...
+    assert run.get_status() == "Completed"  # ...but it was not, and the run went on
+    assert "woke up" in project.log_text(run)
