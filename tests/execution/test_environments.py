@@ -87,6 +87,8 @@ def test_a_failed_install_fails_the_run_with_pips_error(project, tmp_path):
 def test_from_pip_requirements_needs_a_readable_file(tmp_path):
     with pytest.raises(UserError, match="cannot read requirements file"):
         Environment.from_pip_requirements("x", str(tmp_path / "missing.txt"))
+    with pytest.raises(UserError, match="from_pip_requirements"):
+        Environment.from_conda_specification("x", "environment.yml")
 
 
 def test_user_managed_interpreter(project):

@@ -77,6 +77,16 @@ class Environment:
         env.python.pip_requirements = requirements
         return env
 
+    @classmethod
+    def from_conda_specification(cls, name: str, file_path: str) -> Environment:
+        """Not available: runyard builds pip virtualenvs, not conda environments."""
+        raise UserError(
+            f"conda environments are not supported (asked for {file_path!r}); list the "
+            "packages in a requirements file and use Environment.from_pip_requirements, or "
+            "point python.interpreter_path at an existing conda environment's python with "
+            "python.user_managed_dependencies = True"
+        )
+
     def requirements_hash(self) -> str | None:
         """Identifies the virtualenv that serves these requirements (None: no virtualenv)."""
         if not self.python.pip_requirements or self.python.user_managed_dependencies:
