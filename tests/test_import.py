@@ -1,4 +1,4 @@
-"""`import runyard` stays light: no database driver, numpy, matplotlib or server stack."""
+"""`import runyard` stays light: no database driver, numpy, matplotlib, CLI or server stack."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("psycopg", "numpy", "matplotlib", "httpx", "fastapi", "uvicorn", "IPython", "sqlite3")
+HEAVY = (
+    "psycopg", "numpy", "matplotlib", "httpx", "fastapi", "uvicorn", "IPython", "sqlite3",
+    "click", "jmespath", "tabulate", "yaml", "psutil", "pathspec", "pygments",
+)  # fmt: skip
 
 
 def test_import_runyard_loads_nothing_heavy():
