@@ -13,6 +13,7 @@ import atexit
 import os
 import threading
 import warnings
+import weakref
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +39,10 @@ class Series:
 class MetricBuffer:
     """Pending points of one run."""
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str, owner: object) -> None:
         self.store = store
         self.run_id = run_id
+        self.owner = weakref.ref(owner)  # once the Run is gone and we are empty, we go too
         self.series: dict[str, Series] = {}
         self.scalars: dict[str, list[Point]] = {}  # the fast path of Run.log
         self._lock = threading.RLock()
@@ -50,6 +52,10 @@ class MetricBuffer:
 
     def series_for(self, name: str, kind: str, description: str) -> Series:
         """The pending series ``name``, checking its kind against what is stored."""
+        with self._lock:  # two threads logging a new name must share one Series
+            return self._series_for(name, kind, description)
+
+    def _series_for(self, name: str, kind: str, description: str) -> Series:
         found = self.series.get(name)
         if found is None:
             if self._known is None:
@@ -154,10 +160,6 @@ class _Flusher:
                 )
                 self._thread.start()
 
-    def unregister(self, buffer: MetricBuffer) -> None:
-        with self._guard:
-            self._buffers.discard(buffer)
-
     def _loop(self) -> None:
         while True:
             self._wake.wait(FLUSH_INTERVAL)
@@ -172,6 +174,9 @@ class _Flusher:
             except RunyardError:
                 if raise_errors:
                     raise
+            if buffer.owner() is None and not any(s.points for s in buffer.series.values()):
+                with self._guard:
+                    self._buffers.discard(buffer)
 
     def after_fork(self) -> None:
         self._guard = threading.Lock()
@@ -184,6 +189,5 @@ class _Flusher:
 
 _flusher = _Flusher()
 flush_all = _flusher.flush_all
-unregister = _flusher.unregister
 atexit.register(_flusher.flush_all, False)
 os.register_at_fork(after_in_child=_flusher.after_fork)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _liveness, _process
-from ._logging_buffer import MetricBuffer, unregister
+from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
 from ._validation import check_name
@@ -350,8 +350,6 @@ class Run(MetricsMixin, FilesMixin):
             else:
                 self._set_status(status, error)
                 _process.untrack(self)
-                if self._buffer_obj is not None:
-                    unregister(self._buffer_obj)
 
     def complete(self, _set_status: bool = True) -> None:
         """Flush metrics, collect ``./outputs``, mark the run Completed."""
@@ -589,7 +587,7 @@ class Run(MetricsMixin, FilesMixin):
     def _buffer(self) -> MetricBuffer:
         if self._buffer_obj is None:
             _process.install()  # so SIGTERM and uncaught exceptions flush what is buffered
-            self._buffer_obj = MetricBuffer(self._store, self.id)
+            self._buffer_obj = MetricBuffer(self._store, self.id, self)
         return self._buffer_obj
 
 

@@ -205,3 +205,43 @@ def test_description_is_kept(run):
     run.flush()
     (summary,) = run._store.list_series([run.id])
     assert summary.description == "the m"
+
+
+def test_points_logged_after_complete_are_kept(run):
+    run.complete()
+    run.log("late", 1.0)
+    assert run.get_metrics() == {"late": 1.0}
+
+
+def test_a_dropped_run_handle_still_writes_its_points(ws):
+    import gc
+
+    from runyard import Run
+    from runyard._logging_buffer import flush_all
+
+    run = Experiment(ws, "metrics").start_logging(snapshot_directory=None)
+    run_id = run.id
+    for i in range(100):
+        run.log("m", i)
+    del run
+    gc.collect()
+    flush_all()
+    assert len(Run.get(ws, run_id).get_metric_history("m").values) == 100
+
+
+def test_threads_logging_a_new_name_at_once_lose_nothing(run):
+    import threading
+
+    start = threading.Barrier(4)
+
+    def worker():
+        start.wait()
+        for i in range(2000):
+            run.log("shared", float(i))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(run.get_metric_history("shared").values) == 8000
