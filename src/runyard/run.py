@@ -440,12 +440,12 @@ class Run(MetricsMixin, FilesMixin):
         clean = clean_tags(tags)
         if clean:
             self._store.set_tags(self.id, clean)
-            self._record = self._refresh()
+            self._refresh()
 
     def remove_tags(self, tags: builtins.list[str] | str) -> None:
         keys = [tags] if isinstance(tags, str) else list(tags)
         self._store.remove_tags(self.id, keys)
-        self._record = self._refresh()
+        self._refresh()
 
     def get_tags(self) -> dict[str, str | None]:
         return dict(self._refresh().tags)
@@ -461,7 +461,7 @@ class Run(MetricsMixin, FilesMixin):
                 raise UserError(f"property {key!r} needs a value; properties cannot be None")
             clean[key] = value if isinstance(value, str) else str(value)
         self._store.add_properties(self.id, clean)
-        self._record = self._refresh()
+        self._refresh()
 
     def get_properties(self) -> dict[str, str]:
         return dict(self._refresh().properties)

@@ -25,6 +25,7 @@ import zipfile
 from typing import Any, BinaryIO
 
 from .. import _liveness
+from .._waiting import STD_LOG
 from ..errors import RunyardError
 from ..records import TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
@@ -36,7 +37,6 @@ from .run_configuration import RunConfiguration
 from .script_run_config import command_line
 from .slots import Slots
 
-STD_LOG = "user_logs/std_log.txt"
 SUPERVISOR_LOG = "system_logs/supervisor.txt"
 ENVIRONMENT_LOG = "system_logs/environment.txt"
 STATUS_POLL = 0.2
@@ -212,10 +212,7 @@ class Supervisor:
 
     def pump(self) -> int:
         """Stream output until the script ends; stop it on cancel or at the time limit."""
-        from ..records import ArtifactRecord
-
-        self.store.add_artifact(ArtifactRecord(self.run.id, STD_LOG, 0, "", time.time(), True))
-        out = self.ws._artifacts.open_append(self.run.id, STD_LOG)
+        out = self._open_log(STD_LOG)
         tail: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL)
         partial = b""
         selector = selectors.DefaultSelector()
