@@ -29,7 +29,6 @@ from .._waiting import STD_LOG
 from ..errors import RunyardError
 from ..records import TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
-from ..store.base import iter_runs
 from ..workspace import Workspace
 from . import process_tree
 from .failure import RunFailure
@@ -155,12 +154,13 @@ class Supervisor:
             time.sleep(0.1)
 
     def _earlier_waiting(self) -> bool:
+        """Is a run submitted before this one still waiting? Asks only for older runs."""
         me = self.run._record
         for status in ("NotStarted", "Queued"):
             query = RunQuery(status=status, top_level_only=True, type="azureml.scriptrun")
-            for other in iter_runs(self.store, query):
-                if other.target == "local" and (other.created, other.id) < (me.created, me.id):
-                    return True
+            older = self.store.search_runs(query, after=(me.created, me.number), limit=50)
+            if any(other.target == "local" for other in older):
+                return True
         return False
 
     def prepare(self) -> tuple[list[str], dict[str, str]]:
