@@ -180,7 +180,25 @@ def test_database_itself_refuses_to_change_a_property(store):
     def delete(cur):
         cur.execute("DELETE FROM run_properties WHERE run_id = 'r'")
 
-    for body in (update, delete):
+    def upsert(cur):
+        cur.execute(
+            "INSERT INTO run_properties (run_id, key, value) VALUES ('r', 'a', 'x') "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
+        )
+
+    def replace(cur):  # SQLite's REPLACE deletes without firing delete triggers
+        if cur.dialect == "sqlite":
+            cur.execute("INSERT OR REPLACE INTO run_properties VALUES ('r', 'a', 'y')")
+        else:
+            upsert(cur)
+
+    def replace_short(cur):
+        if cur.dialect == "sqlite":
+            cur.execute("REPLACE INTO run_properties (run_id, key, value) VALUES ('r', 'a', 'z')")
+        else:
+            upsert(cur)
+
+    for body in (update, delete, upsert, replace, replace_short):
         with pytest.raises(StoreError, match="add-only"):
             store.db.write(body)
     assert store.get_run("r").properties == {"a": "1"}

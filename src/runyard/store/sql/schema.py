@@ -135,9 +135,21 @@ def _heartbeat_index(cur: SqlCursor) -> None:
     )
 
 
+def _sqlite_properties_refuse_replace(cur: SqlCursor) -> None:
+    """SQLite's REPLACE deletes the old row without firing delete triggers; refuse it here."""
+    if cur.dialect == "sqlite":
+        cur.execute(
+            "CREATE TRIGGER run_properties_no_replace BEFORE INSERT ON run_properties "
+            "WHEN EXISTS (SELECT 1 FROM run_properties WHERE run_id = NEW.run_id "
+            "AND key = NEW.key AND value IS NOT NEW.value) "
+            f"BEGIN SELECT RAISE(ABORT, '{_ADD_ONLY_MESSAGE}'); END"
+        )
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
+    (3, _sqlite_properties_refuse_replace),
 ]
 LATEST = MIGRATIONS[-1][0]
 
