@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from .run import Run
@@ -92,70 +92,296 @@ def after_fork() -> None:
 os.register_at_fork(after_in_child=after_fork)
 
 
-class Tee(io.TextIOBase):
-    """Write to the original stream and to a log file."""
+class _LogSink:
+    """The run's log file shared by the stdout and stderr tees of one capture.
 
-    def __init__(self, original: TextIO, log: TextIO, path: str) -> None:
-        self.original = original
-        self.log = log
-        self.path = path
+    A write that fails (disk full, artifact folder gone) stops the copying, says so once,
+    and never fails the user's ``print``.
+    """
+
+    def __init__(self, log: BinaryIO) -> None:
+        self._log: BinaryIO | None = log
+
+    @property
+    def active(self) -> bool:
+        return self._log is not None
+
+    def write(self, data: bytes) -> None:
+        log = self._log
+        if log is None or not data:
+            return
+        try:
+            log.write(data)
+            if b"\n" in data:
+                log.flush()
+        except (OSError, ValueError) as exc:
+            self._give_up(exc)
+
+    def flush(self) -> None:
+        log = self._log
+        if log is not None:
+            try:
+                log.flush()
+            except (OSError, ValueError) as exc:
+                self._give_up(exc)
+
+    def close(self) -> None:
+        log, self._log = self._log, None
+        if log is not None:
+            try:
+                log.close()
+            except (OSError, ValueError) as exc:
+                _say(f"runyard: could not finish the run's log: {exc}")
+
+    def _give_up(self, exc: BaseException) -> None:
+        if self._log is None:
+            return
+        log, self._log = self._log, None
+        try:
+            log.close()
+        except (OSError, ValueError):
+            pass
+        _say(f"runyard: output is no longer copied into the run's log: {exc}")
+
+
+def _say(text: str) -> None:
+    stream = sys.__stderr__
+    if stream is not None:
+        try:
+            print(text, file=stream, flush=True)
+        except (OSError, ValueError):
+            pass
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "backslashreplace")
+
+
+class Tee(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` inside ``with run:``: the stream it replaces, plus a copy.
+
+    Text goes through the original stream's own text layer and bytes written to
+    ``.buffer`` through its own buffer, so encoding, errors, buffering and
+    ``reconfigure()`` stay the original's; every attribute not defined here (``name``,
+    ``line_buffering``, ``reconfigure``, ``mode``...) is the original's. Closing or
+    detaching the tee never closes the original. Once the capture stops the tee passes
+    everything through, so a handler made inside the block keeps working after it.
+    """
+
+    def __init__(self, original: Any, sink: _LogSink) -> None:
+        self._original = original
+        self._sink = sink
+        self._buffer: _TeeBuffer | None = None
+        self._closed = False
+        self._detached = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_original"):
+            raise AttributeError(name)
+        return getattr(self._original, name)
+
+    def __repr__(self) -> str:
+        return f"<runyard tee of {self._original!r}>"
+
+    @property
+    def original(self) -> Any:
+        return self._original
+
+    def _check_usable(self) -> None:
+        if self._detached:
+            raise ValueError("underlying buffer has been detached")
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
 
     def write(self, text: str) -> int:
-        self.original.write(text)
-        try:
-            self.log.write(text)
-        except ValueError:  # the log was closed underneath us
-            pass
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._check_usable()
+        self._original.write(text)
+        self._sink.write(_encode(text))
         return len(text)
 
     def flush(self) -> None:
-        self.original.flush()
-        try:
-            self.log.flush()
-        except ValueError:
-            pass
+        self._check_usable()
+        self._original.flush()
+        self._sink.flush()
 
-    def isatty(self) -> bool:
-        return self.original.isatty()
+    @property
+    def buffer(self) -> _TeeBuffer:
+        """The original's binary buffer, tee'd: bytes reach it and the log."""
+        if self._buffer is None:
+            self._buffer = _TeeBuffer(self, self._original.buffer)
+        return self._buffer
 
-    def fileno(self) -> int:
-        return self.original.fileno()
+    def detach(self) -> Any:
+        """Hand over the (tee'd) buffer; the original stream itself stays usable."""
+        self._check_usable()
+        buffer = self.buffer
+        self._detached = True
+        return buffer
+
+    def close(self) -> None:
+        """Mark the tee closed; the terminal stream it wraps stays open."""
+        if not self._closed and not self._detached:
+            try:
+                self.flush()
+            except (OSError, ValueError):
+                pass
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or bool(getattr(self._original, "closed", False))
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.original, "encoding", "utf-8")
+        return getattr(self._original, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]  # attributes in typeshed
+        return getattr(self._original, "errors", None)
+
+    @property
+    def newlines(self) -> Any:  # type: ignore[override]
+        return getattr(self._original, "newlines", None)
+
+    def isatty(self) -> bool:
+        return bool(self._original.isatty())
+
+    def fileno(self) -> int:
+        return int(self._original.fileno())
+
+    def readable(self) -> bool:
+        return bool(getattr(self._original, "readable", lambda: False)())
+
+    def writable(self) -> bool:
+        return bool(getattr(self._original, "writable", lambda: True)())
+
+    def seekable(self) -> bool:
+        return bool(getattr(self._original, "seekable", lambda: False)())
+
+
+class _TeeBuffer(io.BufferedIOBase):
+    """``sys.stdout.buffer`` inside ``with run:``: bytes reach the terminal and the log."""
+
+    def __init__(self, tee: Tee, original: Any) -> None:
+        self._tee = tee
+        self._original = original
+        self._closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_original"):
+            raise AttributeError(name)
+        return getattr(self._original, name)
+
+    def __repr__(self) -> str:
+        return f"<runyard tee of {self._original!r}>"
+
+    def write(self, data: Any) -> int:
+        payload = bytes(memoryview(data))
+        if self._closed:
+            raise ValueError("write to closed file")
+        try:
+            self._tee._original.flush()  # text printed earlier comes out first
+        except (OSError, ValueError, AttributeError):
+            pass
+        written = self._original.write(payload)
+        self._tee._sink.write(payload[:written] if isinstance(written, int) else payload)
+        return written if isinstance(written, int) else len(payload)
+
+    def flush(self) -> None:
+        if self._closed:
+            raise ValueError("flush of closed file")
+        self._original.flush()
+        self._tee._sink.flush()
+
+    def close(self) -> None:
+        """Mark this view closed; the terminal's buffer stays open."""
+        if not self._closed:
+            try:
+                self.flush()
+            except (OSError, ValueError):
+                pass
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or bool(getattr(self._original, "closed", False))
+
+    def detach(self) -> Any:
+        raise io.UnsupportedOperation("detach: the buffer of a captured stream stays attached")
+
+    def isatty(self) -> bool:
+        return bool(self._original.isatty())
+
+    def fileno(self) -> int:
+        return int(self._original.fileno())
+
+    def readable(self) -> bool:
+        return bool(getattr(self._original, "readable", lambda: False)())
+
+    def writable(self) -> bool:
+        return bool(getattr(self._original, "writable", lambda: True)())
+
+    def seekable(self) -> bool:
+        return False
 
 
 class StreamCapture:
-    """Tee ``sys.stdout`` and ``sys.stderr`` into ``path`` (append) while active."""
+    """While started, ``sys.stdout`` and ``sys.stderr`` also write into ``log``.
 
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-        self._saved: tuple[Any, Any] | None = None
-        self._log: TextIO | None = None
+    ``log`` is a binary file of this run alone (the run's ``logs/user_log.txt``), so
+    runs started one after another, at once, or nested never share a capture file. A
+    capture nested in another writes into both logs. ``stop()`` puts back the streams it
+    replaced, unless the code inside replaced them itself (those replacements stay; the
+    tees they may wrap pass writes through from then on).
+    """
+
+    def __init__(self, log: BinaryIO) -> None:
+        self._sink = _LogSink(log)
+        self._tees: tuple[Tee | None, Tee | None] | None = None
+        self._saved: tuple[Any, Any] = (None, None)
 
     def start(self) -> None:
-        if isinstance(sys.stdout, Tee) and sys.stdout.path == self.path:
-            return  # an outer `with run:` already captures into this file
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._log = open(  # noqa: SIM115 - stays open until stop()
-            self.path, "a", encoding="utf-8", errors="replace", buffering=1
-        )
+        if self._tees is not None:
+            return
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = Tee(sys.stdout, self._log, self.path)
-        sys.stderr = Tee(sys.stderr, self._log, self.path)
+        out = Tee(sys.stdout, self._sink) if sys.stdout is not None else None
+        err = Tee(sys.stderr, self._sink) if sys.stderr is not None else None
+        self._tees = (out, err)
+        if out is not None:
+            sys.stdout = out
+        if err is not None:
+            sys.stderr = err
 
     def stop(self, exc: BaseException | None = None) -> None:
-        if self._saved is None or self._log is None:
+        """Restore the streams and close the log; an exception's traceback goes in the log."""
+        if self._tees is None:
             return
-        if exc is not None and not _is_clean_exit(exc):
-            traceback.print_exception(exc, file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sys.stdout, sys.stderr = self._saved
-        self._log.close()
-        self._saved = None
-        self._log = None
+        out, err = self._tees
+        self._tees = None
+        try:
+            if exc is not None and not _is_clean_exit(exc):
+                self._sink.write(_encode("".join(traceback.format_exception(exc))))
+            for tee in (out, err):
+                if tee is not None and not tee._closed and not tee._detached:
+                    try:
+                        tee.flush()
+                    except (OSError, ValueError):
+                        pass
+            if out is not None and sys.stdout is out:
+                sys.stdout = _unwrap(self._saved[0])
+            if err is not None and sys.stderr is err:
+                sys.stderr = _unwrap(self._saved[1])
+        finally:
+            self._sink.close()
+
+
+def _unwrap(stream: Any) -> Any:
+    """Skip tees whose capture has ended (a nested capture stopped out of order)."""
+    while isinstance(stream, Tee) and not stream._sink.active:
+        stream = stream._original
+    return stream
 
 
 def _is_clean_exit(exc: BaseException) -> bool:

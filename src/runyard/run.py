@@ -17,7 +17,7 @@ from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
 from ._validation import check_name
-from .errors import RunEnvironmentError, UserError
+from .errors import Conflict, RunEnvironmentError, UserError
 from .experiment import check_status, clean_tags, filter_dict
 from .records import TERMINAL_STATUSES, NewRun, RunQuery, RunRecord
 from .store.base import iter_runs
@@ -410,17 +410,23 @@ class Run(MetricsMixin, FilesMixin):
 
     # -- context manager ------------------------------------------------------------
     def __enter__(self) -> Run:
-        if not self._system_managed:
+        if not self._system_managed and self._capture is None:
             self._logs_dir = os.path.abspath("logs")
-            self._capture = _process.StreamCapture(os.path.join(self._logs_dir, "user_log.txt"))
-            self._capture.start()
+            self._capture = self._start_capture()
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if self._capture is not None:
-            self._capture.stop(exc)
-            self._capture = None
+            capture, self._capture = self._capture, None
+            try:
+                capture.stop(exc)
+            finally:
+                self._register_user_log()
         if self._logs_dir is not None:
+            local_copy = os.path.join(self._logs_dir, "user_log.txt")
+            if os.path.isfile(local_copy):  # an older runyard's file: the capture is the log
+                info = os.stat(local_copy)
+                self._synced[USER_LOG] = (info.st_size, info.st_mtime_ns)
             self._sync_folder(self._logs_dir, "logs")
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.complete()
@@ -429,6 +435,46 @@ class Run(MetricsMixin, FilesMixin):
         else:
             self.fail(exc)
         return False
+
+    def _start_capture(self) -> _process.StreamCapture | None:
+        """Tee stdout and stderr straight into this run's own ``logs/user_log.txt``.
+
+        The file is the artifact itself (a streaming one, readable while the block runs),
+        so no other run, earlier or concurrent, shares it and no temporary file is left.
+        """
+        from .records import ArtifactRecord
+
+        try:
+            self._store.add_artifact(ArtifactRecord(self.id, USER_LOG, 0, "", time.time(), True))
+        except Conflict:
+            warnings.warn(
+                f"{USER_LOG} of run {self.id} was uploaded as a regular file, so the output "
+                "of this with block is not captured",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        capture = _process.StreamCapture(self._artifacts.open_append(self.id, USER_LOG))
+        capture.start()
+        return capture
+
+    def _register_user_log(self) -> None:
+        """Record the captured log's final size and digest."""
+        import hashlib
+
+        from .records import ArtifactRecord
+
+        local = self._artifacts.local_path(self.id, USER_LOG)
+        if not local or not os.path.isfile(local):
+            return
+        digest = hashlib.sha256()
+        with open(local, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        size = os.path.getsize(local)
+        self._store.add_artifact(
+            ArtifactRecord(self.id, USER_LOG, size, digest.hexdigest(), time.time(), True)
+        )
 
     # -- tags and properties -------------------------------------------------------------
     def tag(self, key: str, value: Any = None) -> None:
@@ -591,6 +637,7 @@ class Run(MetricsMixin, FilesMixin):
         return self._buffer_obj
 
 
+USER_LOG = "logs/user_log.txt"
 _LOG_PREFIXES = ("logs/", "user_logs/", "system_logs/", "azureml-logs/")
 
 

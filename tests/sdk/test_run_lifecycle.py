@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -94,9 +95,9 @@ def test_with_block_completes_and_keeps_the_printed_log(exp, capsys):
     assert "hello from the run" in capsys.readouterr().out
     assert "logs/user_log.txt" in run.get_file_names()
     assert "logs/user_log.txt" in run.get_details()["logFiles"]
-    with open("logs/user_log.txt") as fh:
-        text = fh.read()
+    text = run.get_details_with_logs()["logFiles"]["logs/user_log.txt"]
     assert "hello from the run" in text and "to stderr" in text
+    assert not os.path.exists("logs")  # the capture is the run's own file, not ./logs
 
 
 def test_with_block_fails_on_exception_and_reraises(exp):
@@ -105,8 +106,7 @@ def test_with_block_fails_on_exception_and_reraises(exp):
     details = run.get_details()
     assert details["status"] == "Failed"
     assert details["error"]["error"]["message"] == "User program failed with KeyError: 'missing'"
-    with open("logs/user_log.txt") as fh:
-        assert "KeyError" in fh.read()
+    assert "KeyError" in run.get_details_with_logs()["logFiles"]["logs/user_log.txt"]
 
 
 def test_clean_sys_exit_completes_and_nonzero_fails(exp):
