@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,26 +19,47 @@ STREAM_POLL = 0.1
 
 
 class _LogTail:
-    """The new text of a growing log file, decoded safely across reads."""
+    """Streams a growing log file to ``out``: every byte, in bounded chunks, decoded safely.
 
-    def __init__(self, path: str | None) -> None:
+    Each ``pump`` writes what was appended since the last one (at most ``per_poll`` bytes
+    while the run goes, so the status is still polled); ``pump(final=True)`` reads to the
+    end of the file. Nothing is held in memory beyond one chunk.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path: str | None, per_poll: int = 16 << 20) -> None:
         self.path = path
         self.offset = 0
+        self.per_poll = per_poll
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.announced = False
 
-    def read(self, final: bool = False) -> str:
-        if not self.path or not os.path.exists(self.path):
-            return ""
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            data = fh.read(1 << 20)
-        self.offset += len(data)
-        text = self.decoder.decode(data, final=final)
+    def pump(self, out: Any, final: bool = False) -> None:
+        if self.path:
+            try:
+                fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                fh = None
+            if fh is not None:
+                with fh:
+                    fh.seek(self.offset)
+                    budget = self.per_poll
+                    while final or budget > 0:
+                        block = fh.read(self.CHUNK if final else min(self.CHUNK, budget))
+                        if not block:
+                            break
+                        self.offset += len(block)
+                        budget -= len(block)
+                        self._emit(out, self.decoder.decode(block))
+        if final:
+            self._emit(out, self.decoder.decode(b"", final=True))
+
+    def _emit(self, out: Any, text: str) -> None:
         if text and not self.announced:
             self.announced = True
             text = f"Streaming {STD_LOG}\n{'=' * (10 + len(STD_LOG))}\n\n" + text
-        return text
+        _write(out, text)
 
 
 def wait_for_completion(
@@ -60,7 +80,7 @@ def wait_for_completion(
         while True:
             status = run.get_status()
             if tail is not None:
-                _write(out, tail.read())
+                tail.pump(out)
             if status in stop_at and (status != "CancelRequested" or not show_output):
                 break
             if tail is not None:
@@ -76,7 +96,7 @@ def wait_for_completion(
         ) from None
     details = run.get_details()
     if tail is not None:
-        _write(out, tail.read(final=True))
+        tail.pump(out, final=True)
         out.write(f"\nExecution Summary\n=================\nRunId: {run.id}\n\n")
         out.flush()
     if details.get("status") == "Failed":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import psutil
 
@@ -53,3 +56,39 @@ def _find(run_id):
         return supervisor_of(run_id)
     except AssertionError:
         return None
+
+
+TWENTY_MB = """
+import sys
+out = sys.stdout.buffer
+for i in range(20 * 1024):
+    out.write(b"%09d " % i + b"y" * 1013 + b"\\n")   # 1 KiB a line
+out.write("the very last line: é\\n".encode())
+out.flush()
+"""
+
+WATCHER = """
+import sys
+from runyard import Workspace
+Workspace(sys.argv[1]).get_run(sys.argv[2]).wait_for_completion(
+    show_output=True, wait_post_processing=True
+)
+"""
+
+
+def test_show_output_streams_a_20_mb_log_to_its_last_byte(project, tmp_path):
+    project.script("loud.py", TWENTY_MB)
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "loud.py"))
+    shown = tmp_path / "shown.txt"
+    with open(shown, "wb") as out:
+        subprocess.run(
+            [sys.executable, "-c", WATCHER, project.ws.uri, run.id],
+            stdout=out, check=True, timeout=120,
+        )  # fmt: skip
+    log = Path(project.ws._artifacts.local_path(run.id, "user_logs/std_log.txt")).read_bytes()
+    assert len(log) > 20 * 1024 * 1024
+    text = shown.read_bytes()
+    start = text.index(b"\n\n", text.index(b"Streaming user_logs/std_log.txt")) + 2
+    end = text.rindex(b"\nExecution Summary")
+    assert text[start:end] == log  # every byte, the last line included
+    assert text[start:end].endswith("the very last line: é\n".encode())
