@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._logging_buffer import flush_all
 from ._validation import check_artifact_path, check_name
-from .errors import UserError
+from .errors import Conflict, UserError
 from .records import MetricHistory, RunQuery
 from .store.base import iter_runs
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from .store.base import Store
 
 _now = time.time
+_MAX_IMAGE_TRIES = 10_000
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _ARTIFACT_KINDS = (
     "image",
@@ -89,6 +91,17 @@ def plain_value(value: Any, what: str = "value") -> Any:
     raise UserError(
         f"{what} of type {kind.__name__} is not supported: log an int, float, bool, str or None"
     )
+
+
+def _sha256(source: str | io.BytesIO) -> str:
+    digest = hashlib.sha256()
+    if isinstance(source, io.BytesIO):
+        digest.update(source.getbuffer())
+        return digest.hexdigest()
+    with open(source, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _plain_step(step: Any) -> int | None:
@@ -217,18 +230,55 @@ class MetricsMixin:
                 )
             target = path if not os.path.isabs(path) else os.path.basename(path)
             target = check_artifact_path(target.replace(os.sep, "/"))
+            check_artifact_path(f"{name}_0.png")
             self._check_series_kind(name, "image")
-            self.upload_file(target, path)
+            target = self._store_image(name, target, path, os.path.splitext(target)[1])
         else:
             if not hasattr(plot, "savefig"):
                 raise UserError("log_image: plot must be a matplotlib Figure or pyplot module")
-            target = check_artifact_path(f"{name}_{int(time.time())}.png")
+            check_artifact_path(f"{name}_0.png")
             self._check_series_kind(name, "image")
             buf = io.BytesIO()
             plot.savefig(buf, format="png")
-            buf.seek(0)
-            self.upload_file(target, buf)
+            target = self._store_image(name, None, buf, ".png")
         self._buffer().series_for(name, "image", description).points.append((target, None, _now()))
+
+    def _store_image(
+        self, name: str, preferred: str | None, source: str | io.BytesIO, ext: str
+    ) -> str:
+        """Upload an image of the series ``name``; return the artifact path it got.
+
+        ``preferred`` (the image file's own path) is taken when free, and reused when it
+        already holds the same bytes. Otherwise the image becomes ``<name>_<unix ts><ext>``,
+        and further images of the series within that second ``<name>_<unix ts>_<n><ext>``
+        (n = 1, 2, ...), so a plot per epoch never collides, even from several handles.
+        """
+        if preferred is not None:
+            try:
+                self.upload_file(preferred, source)
+                return preferred
+            except Conflict:
+                if self._store.get_artifact(self.id, preferred).digest == _sha256(source):
+                    return preferred
+        seen: dict[str, tuple[int, int]] = self.__dict__.setdefault("_image_names", {})
+        stamp = int(_now())
+        last_stamp, last = seen.get(name, (-1, -1))
+        number = last + 1 if last_stamp == stamp else 0
+        for _ in range(_MAX_IMAGE_TRIES):
+            target = check_artifact_path(f"{name}_{stamp}{f'_{number}' if number else ''}{ext}")
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            try:
+                self.upload_file(target, source)
+            except Conflict:  # taken by another handle or process: try the next number
+                number += 1
+                continue
+            seen[name] = (stamp, number)
+            return target
+        raise Conflict(
+            f"log_image({name!r}): {_MAX_IMAGE_TRIES} images named {name}_{stamp}_<n>{ext} "
+            "exist already; log under another name"
+        )
 
     def _check_series_kind(self, name: str, kind: str) -> None:
         self._buffer().series_for(name, kind, "")
