@@ -196,7 +196,7 @@ class Run(MetricsMixin, FilesMixin):
     @property
     def parent(self) -> Run | None:
         if self._parent is None and self._record.parent_id:
-            self._parent = Run._from_record(
+            self._parent = type(self)._from_record(
                 self.experiment, self._store.get_run(self._record.parent_id)
             )
         return self._parent
@@ -517,7 +517,7 @@ class Run(MetricsMixin, FilesMixin):
         self, name: str | None = None, run_id: str | None = None, outputs: str | None = None
     ) -> Run:
         """Create and start a child run (usable as a context manager)."""
-        return Run._start(
+        return type(self)._start(
             self.experiment,
             parent=self,
             run_id=run_id,
@@ -566,7 +566,7 @@ class Run(MetricsMixin, FilesMixin):
         records = self._store.create_runs(self.experiment.id, new)
         children = []
         for record in records:
-            child = Run._from_record(self.experiment, record)
+            child = type(self)._from_record(self.experiment, record)
             child._parent = self
             _process.track(child)
             children.append(child)
@@ -592,7 +592,7 @@ class Run(MetricsMixin, FilesMixin):
         )
         _liveness.expire_silent_runs(self._store)
         for record in iter_runs(self._store, query):
-            child = Run._from_record(self.experiment, record)
+            child = self.__class__._from_record(self.experiment, record)
             if record.parent_id == self.id:
                 child._parent = self
             yield child
@@ -628,7 +628,7 @@ class Run(MetricsMixin, FilesMixin):
             )
         from ._offline import OfflineRun
 
-        return OfflineRun()
+        return OfflineRun._context()
 
     def _buffer(self) -> MetricBuffer:
         if self._buffer_obj is None:

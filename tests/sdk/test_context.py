@@ -10,8 +10,11 @@ import pytest
 from runyard import Experiment, OfflineRun, Run, RunEnvironmentError
 
 
-def test_offline_run_prints_what_it_would_record(capsys, monkeypatch):
+def test_offline_run_prints_what_it_would_record(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("RUNYARD_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(OfflineRun, "_singleton", None)
+    (tmp_path / "m.pkl").write_bytes(b"model")
     run = Run.get_context()
     assert isinstance(run, OfflineRun) and run.id.startswith("OfflineRun_")
     with run:
@@ -39,8 +42,8 @@ def test_offline_run_prints_what_it_would_record(capsys, monkeypatch):
     ):
         assert expected in out
     assert child.id == f"{run.id}.kid"
-    with pytest.raises(TypeError):
-        run.log("loss", 1, step=2)  # the offline run has no step, as in the original
+    run.log("loss", 1, step=2)  # the original's offline run has no step: a TypeError there
+    assert run.get_metric_history("loss").steps == [0, 2]
 
 
 def test_allow_offline_false_raises(monkeypatch):
