@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _liveness
 from ._validation import check_experiment_name, check_name
-from .errors import UserError
+from .errors import NotFound, UserError
 from .records import ALL_STATUSES, ExperimentRecord, RunQuery
 from .store.base import iter_runs
 
@@ -26,12 +26,21 @@ class Experiment:
     >>> exp = Experiment(ws, "ridge-sweep")              # doctest: +SKIP
     >>> with exp.start_logging() as run:                 # doctest: +SKIP
     ...     run.log("alpha", 0.1)
+
+    ``_create_in_cloud=False`` only looks the experiment up: one that does not exist is a
+    NotFound naming the experiments there are, and nothing is written.
     """
 
-    def __init__(self, workspace: Workspace, name: str) -> None:
+    def __init__(self, workspace: Workspace, name: str, _create_in_cloud: bool = True) -> None:
         check_experiment_name(name)
         self.workspace = workspace
-        self._record = workspace._store.get_or_create_experiment(name)
+        if _create_in_cloud:
+            self._record = workspace._store.get_or_create_experiment(name)
+            return
+        found = workspace._store.find_experiment(name)
+        if found is None:
+            raise missing_experiment(workspace, name)
+        self._record = found
 
     @classmethod
     def _from_record(cls, workspace: Workspace, record: ExperimentRecord) -> Experiment:
@@ -207,6 +216,24 @@ class Experiment:
     def remove_tags(self, tags: builtins.list[str]) -> None:
         self.workspace._store.remove_experiment_tags(self.id, list(tags))
         self.refresh()
+
+
+def missing_experiment(workspace: Workspace, name: str, shown: int = 20) -> NotFound:
+    """The NotFound for an experiment name that no active experiment has: what there is."""
+    active = sorted(rec.name for rec in workspace._store.list_experiments("ActiveOnly"))
+    if not active:
+        there = f"workspace {workspace.name} has no experiments yet"
+    else:
+        listed = ", ".join(active[:shown])
+        more = f" and {len(active) - shown} more" if len(active) > shown else ""
+        there = f"the experiments of workspace {workspace.name} are: {listed}{more}"
+    archived = any(rec.name == name for rec in workspace._store.list_experiments("ArchivedOnly"))
+    hint = (
+        f"; an archived experiment has that name (runyard experiment reactivate -e {name})"
+        if archived
+        else ""
+    )
+    return NotFound(f"no experiment named {name!r}: {there}{hint}")
 
 
 def check_status(status: str | None) -> str | None:

@@ -6,7 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigNotFound, UserError
+from .errors import ConfigNotFound, NotFound, UserError
 
 if TYPE_CHECKING:
     from .artifacts.base import ArtifactStore
@@ -33,7 +33,9 @@ class Workspace:
     ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``.
     """
 
-    def __init__(self, uri: str | os.PathLike[str], artifacts: str | None = None) -> None:
+    def __init__(
+        self, uri: str | os.PathLike[str], artifacts: str | None = None, *, _create: bool = True
+    ) -> None:
         from .artifacts.local import LocalArtifactStore
         from .store import open_store, workspace_paths
 
@@ -55,7 +57,14 @@ class Workspace:
         self.max_concurrent_runs = _max_concurrent_runs(os.environ.get(ENV_MAX_RUNS))
         self.default_experiment: str | None = None  # from the config's "experiment"
         self.project_path: str | None = None  # the folder holding .runyard/config.json
-        self._store: Store = open_store(uri)
+        self._store: Store = open_store(uri, create=_create)
+        if not _create and not os.path.isdir(self.artifacts_root):
+            self._store.close()
+            raise NotFound(
+                f"the artifact folder {self.artifacts_root} of workspace {self.name} does not "
+                f'exist; give the right one (--artifacts, {ENV_ARTIFACTS} or the "artifacts" '
+                "key of .runyard/config.json)"
+            )
         self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
 
     def _local_root(self) -> str:
@@ -86,7 +95,13 @@ class Workspace:
 
     # -- config -------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        _create: bool = True,
+        _artifacts: str | None = None,
+    ) -> Workspace:
         """Open the workspace named by the nearest ``.runyard/config.json`` above ``path``.
 
         ``RUNYARD_URI`` (and ``RUNYARD_ARTIFACTS``) in the environment take precedence.
@@ -101,10 +116,10 @@ class Workspace:
             )
         if not env_uri and "://" not in uri and not uri.startswith("sqlite:"):
             uri = os.path.join(base, os.path.expanduser(uri))
-        artifacts = os.environ.get(ENV_ARTIFACTS) or config.get("artifacts")
-        if artifacts and not os.environ.get(ENV_ARTIFACTS):
+        artifacts = _artifacts or os.environ.get(ENV_ARTIFACTS) or config.get("artifacts")
+        if artifacts and not (_artifacts or os.environ.get(ENV_ARTIFACTS)):
             artifacts = os.path.join(base, os.path.expanduser(artifacts))
-        workspace = cls(uri, artifacts)
+        workspace = cls(uri, artifacts, _create=_create)
         if os.environ.get(ENV_MAX_RUNS) is None and "max_concurrent_runs" in config:
             workspace.max_concurrent_runs = _max_concurrent_runs(config["max_concurrent_runs"])
         experiment = config.get("experiment")
@@ -119,8 +134,11 @@ class Workspace:
             raise UserError(f"cannot write a config into {base!r}: it is a file, not a folder")
         folder = os.path.join(base, CONFIG_DIR)
         os.makedirs(folder, exist_ok=True)
+        from .store import workspace_paths
+
         config: dict[str, Any] = {"uri": _relative_if_inside(self.uri, base)}
-        if "://" in self.uri:
+        default_artifacts = workspace_paths(self.uri)[1]
+        if default_artifacts is None or os.path.abspath(default_artifacts) != self.artifacts_root:
             config["artifacts"] = _relative_if_inside(self.artifacts_root, base)
         config.update({k: v for k, v in extra.items() if v is not None})
         target = os.path.join(folder, CONFIG_FILE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UserError
+from ..errors import NotFound, UserError
 from .base import Store, iter_runs
 
 __all__ = ["Store", "iter_runs", "open_store", "workspace_paths"]
@@ -38,16 +38,45 @@ def workspace_paths(uri: str) -> tuple[str, str | None]:
     return os.path.join(directory, "runyard.db"), os.path.join(directory, "artifacts")
 
 
-def open_store(uri: str) -> Store:
-    """Open (creating if needed) the store a workspace URI names."""
+def open_store(uri: str, create: bool = True) -> Store:
+    """Open the store a workspace URI names, creating it if needed unless ``create=False``.
+
+    With ``create=False`` a workspace that does not exist yet (no database file, or a
+    PostgreSQL database without runyard's tables) is a NotFound and nothing is written.
+    """
     from .sql import SqlStore
     from .sql.database import PostgresDatabase, SqliteDatabase
 
     target, _ = workspace_paths(uri)
     if target.startswith(("postgresql://", "postgres://")):
-        return SqlStore(PostgresDatabase(target), uri)
+        database = PostgresDatabase(target)
+        if (
+            not create
+            and not database.read("SELECT to_regclass('runyard_schema') IS NOT NULL")[0][0]
+        ):
+            database.close()
+            raise NotFound(
+                f"no runyard workspace in {_without_password(uri)}: the database has no runyard "
+                "tables; create one with runyard init --workspace URI --artifacts DIR"
+            )
+        return SqlStore(database, uri)
+    if not create and not os.path.exists(target):
+        raise NotFound(
+            f"no runyard workspace at {uri} ({target} does not exist); check the path, or "
+            f"create one with runyard init --workspace {uri}"
+        )
     directory = os.path.dirname(target)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UserError(f"cannot use {directory!r} as a workspace: it is a file, not a folder")
     os.makedirs(directory, exist_ok=True)
     return SqlStore(SqliteDatabase(target), uri)
+
+
+def _without_password(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
