@@ -83,9 +83,9 @@ def _finish_open_runs() -> None:
 
 
 def after_fork() -> None:
-    global _installed
-    with _guard:
-        _active.clear()
+    global _installed, _guard
+    _guard = threading.Lock()  # another thread of the parent may have held it at fork
+    _active.clear()
     _installed = False
 
 

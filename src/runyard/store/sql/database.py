@@ -1,8 +1,17 @@
 """A thin seam over the two SQL databases: one connection, retries, placeholders.
 
 SQL is written once with ``?`` placeholders; :class:`PostgresDatabase` rewrites them.
-Every write goes through :meth:`Database.transaction`, which retries when another
-process holds the lock, so "database is locked" never reaches a user.
+Every write goes through :meth:`Database.write`, one transaction per call, which
+
+- retries when another process holds the lock, so "database is locked" never reaches a user;
+- on PostgreSQL, runs again on a fresh connection when the connection was lost before
+  COMMIT (the server rolled the transaction back), and when it was lost during COMMIT asks
+  the server whether the transaction committed (``txid_status``) instead of guessing: a
+  lost connection never duplicates or loses a write;
+- never leaves a connection inside an open transaction: a failed write is rolled back, and
+  a connection that cannot roll back is thrown away.
+
+A forked child never touches its parent's connection or lock: it gets its own of both.
 """
 
 from __future__ import annotations
@@ -12,24 +21,30 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from ...errors import RunyardError, StoreError
+from ...errors import RunyardError, StoreError, UserError
 
 RETRY_SECONDS = 120.0
+LOST_CONNECTION_RETRIES = 3
 T = TypeVar("T")
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+_inherited: list[Any] = []  # a parent's connections, kept unclosed in a forked child
 
 
 class Database:
     """Base for both dialects: one connection per process, guarded by a lock."""
 
     dialect = "abstract"
+    where = "the database"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn: Any = None
+        _databases.add(self)
 
     # -- subclass hooks -------------------------------------------------
     def _connect(self) -> Any:
@@ -38,46 +53,68 @@ class Database:
     def _is_retryable(self, exc: BaseException) -> bool:
         raise NotImplementedError
 
-    def _begin(self, conn: Any) -> Any:
+    def _transaction(self, conn: Any, body: Callable[[SqlCursor], T]) -> T:
+        """Run ``body`` in one transaction on ``conn`` and commit it."""
         raise NotImplementedError
 
-    def _commit(self, conn: Any, cur: Any) -> None:
-        raise NotImplementedError
+    def _is_lost(self, exc: BaseException) -> bool:
+        """Did ``exc`` come from a connection that is gone (so nothing was applied)?"""
+        return False
 
-    def _rollback(self, conn: Any, cur: Any) -> None:
-        raise NotImplementedError
+    def _storage_error(self, exc: BaseException) -> RunyardError | None:
+        """A clear error for what the storage itself refused (disk full, corrupt file)."""
+        return None
 
     def sql(self, text: str) -> str:
         return text
 
     # -- shared ----------------------------------------------------------
     def connection(self) -> Any:
-        if self._conn is None or self._pid != os.getpid():
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._conn is None:
             self._conn = self._connect()
-            self._pid = os.getpid()
         return self._conn
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connection and lock are not ours to use."""
+        if self._conn is not None:
+            _inherited.append(self._conn)  # closing it could end the parent's session
+        self._conn = None
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def write(self, body: Callable[[SqlCursor], T]) -> T:
         """Run ``body(cursor)`` in one write transaction and return its result.
 
-        When another process holds the lock the whole body runs again, so it must not
-        have side effects outside the database.
+        When another process holds the lock, or the connection was lost before COMMIT, the
+        whole body runs again, so it must not have side effects outside the database (or
+        make them repeatable).
         """
         deadline = time.monotonic() + RETRY_SECONDS
         delay = 0.002
+        lost = 0
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             while True:
-                conn = self.connection()
-                cur = None
                 try:
-                    cur = self._begin(conn)
-                    result = body(SqlCursor(self, cur))
-                    self._commit(conn, cur)
-                    return result
+                    return self._transaction(self.connection(), body)
                 except BaseException as exc:
-                    if cur is not None:
-                        self._rollback(conn, cur)
-                    if self._is_retryable(exc) and time.monotonic() < deadline:
+                    if self._is_lost(exc):
+                        self._drop_connection()
+                        lost += 1
+                        if lost <= LOST_CONNECTION_RETRIES:
+                            continue
+                    elif self._is_retryable(exc) and time.monotonic() < deadline:
                         time.sleep(delay * (1 + random.random()))
                         delay = min(delay * 2, 0.25)
                         continue
@@ -86,12 +123,20 @@ class Database:
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         deadline = time.monotonic() + RETRY_SECONDS
         delay = 0.002
+        lost = 0
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             while True:
                 try:
                     return self._read(self.connection(), sql, params)
                 except Exception as exc:
-                    if self._is_retryable(exc) and time.monotonic() < deadline:
+                    if self._is_lost(exc):
+                        self._drop_connection()
+                        lost += 1
+                        if lost <= LOST_CONNECTION_RETRIES:
+                            continue
+                    elif self._is_retryable(exc) and time.monotonic() < deadline:
                         time.sleep(delay * (1 + random.random()))
                         delay = min(delay * 2, 0.25)
                         continue
@@ -114,13 +159,53 @@ class Database:
     def _raise(self, exc: BaseException) -> NoReturn:
         if not isinstance(exc, Exception) or isinstance(exc, RunyardError):
             raise exc
-        raise StoreError(f"{self.dialect} store error: {exc}") from exc
+        cause = exc.__cause__ if isinstance(exc, _Retry) else exc
+        clear = self._storage_error(cause or exc)
+        if clear is not None:
+            raise clear from exc
+        if isinstance(cause, UnicodeEncodeError):
+            raise UserError(
+                f"a text value cannot be stored: {cause.reason} in {cause.object!r}; "
+                "remove lone surrogates from names, tags and properties"
+            ) from exc
+        raise StoreError(f"{self.dialect} store error at {self.where}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+_held_over_fork: list[Database] = []
+
+
+def _before_fork() -> None:
+    """Let no write be half-done in another thread when the process forks.
+
+    A SQLite connection forked mid-transaction leaves its locks in the child's copy of
+    SQLite's per-file state, and any new connection of the child would wait on them forever.
+    """
+    for db in list(_databases):
+        if db._pid == os.getpid():
+            db._lock.acquire()
+            _held_over_fork.append(db)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_over_fork:
+        _held_over_fork.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _held_over_fork.clear()
+    for db in list(_databases):
+        db._after_fork()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 class _Retry(Exception):
@@ -166,23 +251,56 @@ class SqliteDatabase(Database):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
+        self.where = path
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA busy_timeout = 30000")
-        for _ in range(200):
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:  # another process is creating the file
-                if not self._is_retryable(exc):
-                    raise
-                time.sleep(0.01)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        if os.path.isdir(self.path):
+            raise StoreError(
+                f"{self.path} is a folder, not a runyard database file: move it away, or "
+                "open the workspace folder that holds it"
+            )
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            for _ in range(200):
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError as exc:  # another process is creating the file
+                    if not self._is_retryable(exc):
+                        raise
+                    time.sleep(0.01)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise self._storage_error(exc) or StoreError(
+                f"cannot open the runyard database {self.path}: {exc}"
+            ) from exc
         return conn
+
+    def _storage_error(self, exc: BaseException) -> RunyardError | None:
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        text = str(exc).lower()
+        if "full" in text:
+            return StoreError(
+                f"the disk holding {self.path} is full ({exc}); nothing of this write was "
+                "stored: free some space and try again"
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StoreError(
+                f"{self.path} is not a usable runyard database ({exc}): it is corrupt or "
+                "truncated. Restore it from a backup, or move it away to start an empty "
+                "workspace there"
+            )
+        if "unable to open" in text or "readonly" in text or "read-only" in text:
+            return StoreError(
+                f"cannot write the runyard database {self.path} ({exc}): check that its "
+                "folder exists and that you may write to it"
+            )
+        return None
 
     def _is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, _Retry):
@@ -192,25 +310,30 @@ class SqliteDatabase(Database):
         text = str(exc).lower()
         return "locked" in text or "busy" in text
 
-    def _begin(self, conn: sqlite3.Connection) -> sqlite3.Cursor:
-        conn.execute("BEGIN IMMEDIATE")
-        return conn.cursor()
-
-    def _commit(self, conn: sqlite3.Connection, cur: Any) -> None:
-        while True:
-            try:
-                conn.execute("COMMIT")
-                break
-            except sqlite3.OperationalError as exc:
-                if not self._is_retryable(exc):
-                    raise
-                time.sleep(0.005)
-        cur.close()
-
-    def _rollback(self, conn: sqlite3.Connection, cur: Any) -> None:
-        if conn.in_transaction:
+    def _transaction(self, conn: sqlite3.Connection, body: Callable[[SqlCursor], T]) -> T:
+        if conn.in_transaction:  # never expected; never build on a stray transaction
             conn.execute("ROLLBACK")
-        cur.close()
+        cur = conn.cursor()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = body(SqlCursor(self, cur))
+            while True:
+                try:
+                    conn.execute("COMMIT")
+                    return result
+                except sqlite3.OperationalError as exc:
+                    if not self._is_retryable(exc):
+                        raise
+                    time.sleep(0.005)
+        except BaseException:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except Exception:
+                self._drop_connection()
+            raise
+        finally:
+            cur.close()
 
 
 class PostgresDatabase(Database):
@@ -219,6 +342,7 @@ class PostgresDatabase(Database):
     def __init__(self, uri: str) -> None:
         super().__init__()
         self.uri = uri
+        self.where = _redact(uri)
 
     def _connect(self) -> Any:
         try:
@@ -232,12 +356,17 @@ class PostgresDatabase(Database):
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: {exc}") from exc
 
+    def connection(self) -> Any:
+        conn = super().connection()
+        if conn.closed or conn.broken:
+            self._drop_connection()
+            conn = super().connection()
+        return conn
+
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
 
     def _cursor(self, conn: Any) -> Any:
-        if conn.closed or conn.broken:
-            self._conn = conn = self._connect()
         return conn.cursor(binary=True)  # bytea without hex encoding: 5x faster reads
 
     def _is_retryable(self, exc: BaseException) -> bool:
@@ -247,20 +376,76 @@ class PostgresDatabase(Database):
 
         return isinstance(exc, pe.SerializationFailure | pe.DeadlockDetected)
 
-    def _begin(self, conn: Any) -> Any:
-        if conn.closed or conn.broken:
-            self._conn = conn = self._connect()
-        conn.execute("BEGIN")
-        return conn.cursor()
+    def _is_lost(self, exc: BaseException) -> bool:
+        import psycopg
+        import psycopg.errors as pe
 
-    def _commit(self, conn: Any, cur: Any) -> None:
-        conn.execute("COMMIT")
-        cur.close()
+        if isinstance(exc, pe.AdminShutdown | pe.CrashShutdown | pe.IdleSessionTimeout):
+            return True
+        conn = self._conn
+        return isinstance(exc, psycopg.OperationalError) and (
+            conn is None or conn.closed or conn.broken
+        )
 
-    def _rollback(self, conn: Any, cur: Any) -> None:
-        if not conn.closed:
-            conn.execute("ROLLBACK")
-        cur.close()
+    def _storage_error(self, exc: BaseException) -> RunyardError | None:
+        import psycopg.errors as pe
+
+        if isinstance(exc, pe.DiskFull):
+            return StoreError(f"the PostgreSQL server is out of disk space: {exc}")
+        if isinstance(exc, pe.DataError):  # NUL in text, a number out of range...
+            return UserError(f"a value cannot be stored in PostgreSQL: {exc}")
+        return None
+
+    def _transaction(self, conn: Any, body: Callable[[SqlCursor], T]) -> T:
+        from psycopg.pq import TransactionStatus
+
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")  # never build on a stray transaction
+        cur = conn.cursor()
+        committing = False
+        xid = None
+        try:
+            cur.execute("BEGIN; SELECT txid_current()")  # one round trip
+            cur.nextset()
+            xid = cur.fetchone()[0]
+            result = body(SqlCursor(self, cur))
+            committing = True
+            cur.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if committing and xid is not None and self._is_lost(exc):
+                if self._outcome(xid) == "committed":
+                    return result
+                raise  # rolled back by the server: the caller runs it again
+            if not (conn.closed or conn.broken):
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception:
+                    self._drop_connection()
+            raise
+        finally:
+            if not cur.closed:
+                cur.close()
+
+    def _outcome(self, xid: int) -> str:
+        """Whether the transaction ``xid``, whose COMMIT got no answer, committed."""
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            self._drop_connection()
+            try:
+                rows = self._read(self.connection(), "SELECT txid_status(?)", (xid,))
+                status = rows[0][0]
+                if status in ("committed", "aborted"):
+                    return str(status)
+            except Exception:
+                pass  # the server is still unreachable: ask again
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"the connection to PostgreSQL at {self.where} was lost during COMMIT and "
+                    f"the server could not say for {RETRY_SECONDS:g} s whether transaction "
+                    f"{xid} was stored; check the run before writing it again"
+                )
+            time.sleep(0.2)
 
 
 def _redact(uri: str) -> str:

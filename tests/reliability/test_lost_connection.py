@@ -1,0 +1,193 @@
+"""A lost PostgreSQL connection never duplicates, loses or half-applies a write.
+
+The connection is cut for real: by the server (``pg_terminate_backend``) or by a TCP proxy
+between runyard and PostgreSQL that lets COMMIT through and then drops the connection
+before the answer comes back, so the client cannot know whether the write was stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from runyard import Experiment, Workspace
+from runyard.records import NewRun, SeriesAppend
+from runyard.store import open_store
+
+pytestmark = pytest.mark.postgres
+
+
+class DroppingProxy:
+    """Forwards TCP to PostgreSQL; once armed, cuts the connection after a statement passes."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed_on: bytes | None = None
+        self.cuts = 0
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, statement: bytes) -> None:
+        """Cut the next connection that sends ``statement``, after the server got it."""
+        self.armed_on = statement
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            self._pairs.append((client, server))
+            cut = threading.Event()
+            for src, dst, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(src, dst, upstream, cut), daemon=True
+                ).start()
+
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, upstream: bool, cut: threading.Event
+    ) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if cut.is_set():
+                    return
+                armed = upstream and self.armed_on is not None and self.armed_on in data
+                if armed:
+                    self.armed_on = None
+                    self.cuts += 1
+                    cut.set()  # from now on, nothing the server says reaches the client
+                dst.sendall(data)
+                if armed:
+                    time.sleep(0.3)  # the server executes the statement
+                    for sock in (src, dst):
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                    return
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for pair in self._pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+def _via(uri: str, port: int) -> str:
+    parts = urlsplit(uri)
+    netloc = parts.netloc.rsplit(":", 1)[0] if ":" in parts.netloc.split("@")[-1] else parts.netloc
+    return urlunsplit(parts._replace(netloc=f"{netloc}:{port}"))
+
+
+@pytest.fixture
+def proxy(pg_uri):
+    target = urlsplit(pg_uri).port or 5432
+    proxy = DroppingProxy(target)
+    yield proxy, _via(pg_uri, proxy.port)
+    proxy.close()
+
+
+def _series(values):
+    return SeriesAppend("loss", "scalar", [None] * len(values), values, [time.time()] * len(values))
+
+
+def test_connection_cut_after_commit_is_sent_stores_the_batch_once(proxy):
+    proxy, uri = proxy
+    store = open_store(uri)
+    exp = store.get_or_create_experiment("cut")
+    store.create_runs(exp.id, [NewRun(id="r")])
+    store.log_batch("r", [_series([1.0])])
+    proxy.arm(b"COMMIT")
+    store.log_batch("r", [_series([2.0, 3.0])])  # committed, answer lost: not again
+    assert proxy.cuts == 1
+    assert store.get_history("r", "loss").values == [1.0, 2.0, 3.0]
+    store.close()
+
+
+def test_connection_cut_before_commit_runs_the_write_again_once(proxy, pg_uri):
+    proxy, uri = proxy
+    store = open_store(uri)
+    exp = store.get_or_create_experiment("cut")
+    store.create_runs(exp.id, [NewRun(id="r")])
+    proxy.arm(b"INSERT INTO metric_chunks")  # cut mid-transaction: the server rolls back
+    store.log_batch("r", [_series([1.0, 2.0])])
+    assert proxy.cuts == 1
+    assert store.get_history("r", "loss").values == [1.0, 2.0]
+    with psycopg.connect(pg_uri) as conn:  # nothing left half-open on the server
+        idle = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        ).fetchone()[0]
+    assert idle == 0
+    store.close()
+
+
+def test_creating_a_run_over_a_cut_commit_creates_it_once(proxy):
+    proxy, uri = proxy
+    store = open_store(uri)
+    exp = store.get_or_create_experiment("cut")
+    proxy.arm(b"COMMIT")
+    (record,) = store.create_runs(exp.id, [NewRun(id="once")])  # no Conflict with itself
+    assert record.number == 1
+    assert proxy.cuts == 1
+    assert [r.id for r in store.search_runs(_query(exp.id))] == ["once"]
+    store.close()
+
+
+def _query(experiment_id):
+    from runyard.records import RunQuery
+
+    return RunQuery(experiment_id=experiment_id)
+
+
+def test_backends_killed_while_logging_lose_and_duplicate_nothing(pg_uri, tmp_path):
+    sep = "&" if "?" in pg_uri else "?"
+    victim = f"{pg_uri}{sep}application_name=runyard_victim"
+    ws = Workspace(victim, artifacts=str(tmp_path / "artifacts"))
+    run = Experiment(ws, "killed").start_logging(snapshot_directory=None, outputs=False)
+    stop = threading.Event()
+    kills = 0
+
+    def killer():
+        nonlocal kills
+        with psycopg.connect(pg_uri, autocommit=True) as conn:
+            while not stop.wait(0.05):
+                kills += conn.execute(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+                    "pg_stat_activity WHERE application_name = 'runyard_victim' "
+                    "AND pid <> pg_backend_pid()) k"
+                ).fetchone()[0]
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    logged = 0
+    deadline = time.monotonic() + 3.0
+    try:
+        while time.monotonic() < deadline:
+            for _ in range(2000):
+                run.log("x", float(logged), step=logged)
+                logged += 1
+            with contextlib.suppress(Exception):  # a flush may give up; the points stay queued
+                run.flush()
+    finally:
+        stop.set()
+        thread.join()
+    run.complete()
+    assert kills > 5
+    history = Workspace(pg_uri, artifacts=str(tmp_path / "artifacts")).get_run(run.id)
+    steps = history.get_metric_history("x").steps
+    assert len(steps) == logged
+    assert steps == list(range(logged))
