@@ -220,13 +220,16 @@ class Experiment:
 
 def missing_experiment(workspace: Workspace, name: str, shown: int = 20) -> NotFound:
     """The NotFound for an experiment name that no active experiment has: what there is."""
+    from .store import _without_password
+
+    where = _without_password(workspace.uri)
     active = sorted(rec.name for rec in workspace._store.list_experiments("ActiveOnly"))
     if not active:
-        there = f"workspace {workspace.name} has no experiments yet"
+        there = f"workspace {where} has no experiments yet"
     else:
         listed = ", ".join(active[:shown])
         more = f" and {len(active) - shown} more" if len(active) > shown else ""
-        there = f"the experiments of workspace {workspace.name} are: {listed}{more}"
+        there = f"the experiments of workspace {where} are: {listed}{more}"
     archived = any(rec.name == name for rec in workspace._store.list_experiments("ArchivedOnly"))
     hint = (
         f"; an archived experiment has that name (runyard experiment reactivate -e {name})"

@@ -251,6 +251,9 @@ def test_missing_config_and_debug(tmp_path):
     debug = cli("run", "list", "--debug", cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     via_flag = cli("run", "list", "--workspace", str(tmp_path / "ws"), "-e", "x", cwd=tmp_path)
+    assert via_flag.returncode == 1 and "no runyard workspace" in via_flag.stderr
+    ok("init", "--path", "p", "--workspace", str(tmp_path / "ws"), "-e", "x", cwd=tmp_path)
+    via_flag = cli("run", "list", "--workspace", str(tmp_path / "ws"), "-e", "x", cwd=tmp_path)
     assert via_flag.returncode == 0 and json.loads(via_flag.stdout) == []
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
+from typing import Any
 
 import click
 
 from ..__about__ import __version__
+from ._common import global_options
 
 
 @click.group(
@@ -23,8 +26,12 @@ from ..__about__ import __version__
     epilog="Example: runyard run list -e ridge-sweep -o table",
 )
 @click.version_option(__version__, "--version", prog_name="runyard", message="%(prog)s %(version)s")
-def cli() -> None:
-    """runyard: a self-hosted run history for machine learning."""
+@global_options
+def cli(**_: Any) -> None:
+    """runyard: a self-hosted run history for machine learning.
+
+    The options below may also be given after the command; there they win.
+    """
 
 
 def _build() -> click.Group:
@@ -40,6 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors are one ``error:`` line, exit 2 for usage, 1 otherwise."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    with warnings.catch_warnings():
+        if not debug:  # a warning is one line, never a source path and line of code
+            warnings.showwarning = _show_warning
+        return _main(args, debug)
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    file: Any = None, line: str | None = None,
+) -> None:  # fmt: skip
+    click.echo(f"warning: {_one_line(str(message))}", err=True)
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         # without standalone mode click returns the code of a click Exit instead of raising it
         code = _build().main(args=args, prog_name="runyard", standalone_mode=False)
@@ -63,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if debug:
             traceback.print_exc()
-        message = str(exc) if isinstance(exc, RunyardError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, RunyardError):
+            message = str(exc)
+        elif isinstance(exc, OSError) and exc.strerror:
+            where = f": {exc.filename}" if exc.filename else ""
+            message = f"{exc.strerror}{where}"
+        else:
+            message = f"{type(exc).__name__}: {exc}"
         click.echo(f"error: {_one_line(message)}", err=True)
         return 1
     return code if isinstance(code, int) else 0

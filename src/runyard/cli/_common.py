@@ -17,35 +17,54 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
 
 
+POSTGRES = ("postgresql://", "postgres://")
+
+
 class Session:
     """One command's global options, its workspace, and how it ends."""
 
-    def __init__(self, output: str, query: Any, workspace_uri: str | None, path: str) -> None:
+    def __init__(
+        self,
+        output: str,
+        query: Any,
+        workspace_uri: str | None,
+        path: str,
+        artifacts: str | None = None,
+    ) -> None:
         self.output = output
         self.query = query
         self.workspace_uri = workspace_uri
+        self.artifacts = artifacts
         self.path = path
         self.exit_code = 0
         self.table: Callable[[Any], list[dict[str, Any]]] | None = None
         self._workspace: Workspace | None = None
 
-    def workspace(self) -> Workspace:
+    def workspace(self, create: bool = False) -> Workspace:
+        """The workspace of the command; only ``init`` may create one (``create=True``)."""
         if self._workspace is None:
-            from ..workspace import Workspace
+            from ..workspace import Workspace, _find_config
 
-            if self.workspace_uri:
-                self._workspace = Workspace(self.workspace_uri)
-                try:  # the config may still name a default experiment
-                    self._workspace.default_experiment = Workspace.from_config(
-                        self.path
-                    ).default_experiment
-                except Exception:
-                    pass
+            if self.workspace_uri is not None:
+                if self.artifacts is None and self.workspace_uri.startswith(POSTGRES):
+                    raise click.UsageError(
+                        "a postgresql:// workspace keeps its files in a folder every user can "
+                        "reach: add --artifacts DIR (or set RUNYARD_ARTIFACTS)"
+                    )
+                self._workspace = Workspace(self.workspace_uri, self.artifacts, _create=create)
+                _, config = _find_config(self.path, required=False)
+                experiment = config.get("experiment")  # the config may name a default
+                self._workspace.default_experiment = (
+                    experiment if isinstance(experiment, str) else None
+                )
             else:
-                self._workspace = Workspace.from_config(self.path)
+                self._workspace = Workspace.from_config(
+                    self.path, _create=create, _artifacts=self.artifacts
+                )
         return self._workspace
 
-    def experiment(self, name: str | None) -> Experiment:
+    def experiment(self, name: str | None, create: bool = False) -> Experiment:
+        """The experiment ``-e`` names (or the config's); only writing commands create it."""
         from ..experiment import Experiment
 
         workspace = self.workspace()
@@ -54,7 +73,7 @@ class Session:
             raise click.UsageError(
                 "no experiment given: pass -e NAME, or set a default with runyard init -e NAME"
             )
-        return Experiment(workspace, name)
+        return Experiment(workspace, name, _create_in_cloud=create)
 
     def emit(self, result: Any) -> None:
         if self.query is not None and result is not None:
@@ -77,6 +96,34 @@ def _compile_query(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(f"not a valid JMESPath expression: {detail}") from None
 
 
+def global_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command takes, also accepted before the command group."""
+    for option in reversed(
+        [
+            click.option(
+                "-o", "--output", type=click.Choice(FORMATS), default=None,
+                help="Output format (default: json).",
+            ),
+            click.option(
+                "--query", callback=_compile_query, metavar="JMESPATH",
+                help="JMESPath query applied to the result before formatting.",
+            ),
+            click.option(
+                "--workspace", "workspace_uri", metavar="URI",
+                help="Workspace to use instead of the one in .runyard/config.json.",
+            ),
+            click.option(
+                "--artifacts", metavar="DIR", envvar="RUNYARD_ARTIFACTS",
+                help="Artifact folder of the workspace (needed for postgresql://; "
+                "env RUNYARD_ARTIFACTS).",
+            ),
+            click.option("--debug", is_flag=True, help="Show the full traceback of errors."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
 def command(
     group: click.Group,
     name: str,
@@ -87,27 +134,28 @@ def command(
     """Register a command that takes the global options and renders what it returns.
 
     ``table`` picks the columns of ``-o table`` when no ``--query`` reshapes the result.
+    A global option given after the command wins over the same one given before it.
     """
 
     def decorate(func: Callable[..., Any]) -> click.Command:
-        @click.option(
-            "-o", "--output", type=click.Choice(FORMATS), default="json", show_default=True,
-            help="Output format.",
-        )  # fmt: skip
-        @click.option(
-            "--query", callback=_compile_query, metavar="JMESPATH",
-            help="JMESPath query applied to the result before formatting.",
-        )  # fmt: skip
-        @click.option(
-            "--workspace", "workspace_uri", metavar="URI",
-            help="Workspace to use instead of the one in .runyard/config.json.",
-        )  # fmt: skip
-        @click.option("--debug", is_flag=True, help="Show the full traceback of errors.")
+        @global_options
         @functools.wraps(func)
         def run(
-            output: str, query: Any, workspace_uri: str | None, debug: bool, **kwargs: Any
+            output: str | None,
+            query: Any,
+            workspace_uri: str | None,
+            artifacts: str | None,
+            debug: bool,
+            **kwargs: Any,
         ) -> None:
-            session = Session(output, query, workspace_uri, kwargs.pop("path", None) or ".")
+            top = click.get_current_context().find_root().params
+            session = Session(
+                output or top.get("output") or "json",
+                query if query is not None else top.get("query"),
+                workspace_uri if workspace_uri is not None else top.get("workspace_uri"),
+                kwargs.pop("path", None) or ".",
+                artifacts if artifacts is not None else top.get("artifacts"),
+            )
             session.table = table
             session.emit(func(session, **kwargs))
             if session.exit_code:
@@ -122,7 +170,7 @@ def command(
 
 def path_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--path", type=click.Path(file_okay=False), default=".", show_default=True,
+        "--path", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
         help="Project folder whose .runyard/config.json names the workspace.",
     )(func)  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -27,11 +28,12 @@ def render(
 ) -> str:
     if result is None or fmt == "none":
         return ""
-    if fmt == "json":
-        return json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    if fmt == "jsonc":
-        text = json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        return _highlight(text) if use_color() else text
+    if fmt in ("json", "jsonc"):
+        text = json.dumps(
+            json_safe(result), indent=2, sort_keys=True, ensure_ascii=False, default=str,
+            allow_nan=False,
+        )  # fmt: skip
+        return _highlight(text) if fmt == "jsonc" and use_color() else text
     if fmt == "yaml":
         import yaml
 
@@ -53,6 +55,24 @@ def render(
         return tabulate([list(r.values()) for r in rows], headers=headers, tablefmt="simple",
                         disable_numparse=True)  # fmt: skip
     raise ValueError(f"unknown output format {fmt!r}")
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and ±infinity as the strings "NaN", "Infinity", "-Infinity".
+
+    Bare ``NaN``/``Infinity`` are not JSON; these strings are what JavaScript's and
+    protobuf's JSON mappings use, and they keep NaN apart from None (``null``).
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _items(result: Any) -> list[Any]:

@@ -51,8 +51,12 @@ def _find(session: Session, name: str | None, view_type: str = "All") -> Experim
     found = Experiment.list(workspace, experiment_name=name, view_type=view_type)
     if not found:
         from ..errors import NotFound
+        from ..experiment import missing_experiment
 
-        raise NotFound(f"no experiment named {name!r}; runyard experiment list shows them")
+        if view_type == "ArchivedOnly":
+            raise NotFound(f"no archived experiment named {name!r}; see runyard experiment "
+                           "list --view-type ArchivedOnly")  # fmt: skip
+        raise missing_experiment(workspace, name)
     return found[-1]
 
 

@@ -38,8 +38,11 @@ def _experiment_from(folder: str) -> str:
     return name[:255]
 
 
-def _init(path: str, experiment: str | None, workspace_uri: str | None) -> dict[str, Any]:
+def _init(
+    path: str, experiment: str | None, workspace_uri: str | None, artifacts: str | None = None
+) -> dict[str, Any]:
     from .._validation import check_experiment_name
+    from ..experiment import Experiment
     from ..workspace import CONFIG_DIR, Workspace
 
     folder = os.path.abspath(path)
@@ -47,8 +50,16 @@ def _init(path: str, experiment: str | None, workspace_uri: str | None) -> dict[
         raise click.UsageError(f"--path {path!r} is a file; give a folder")
     os.makedirs(folder, exist_ok=True)
     name = check_experiment_name(experiment) if experiment else _experiment_from(folder)
+    if workspace_uri is not None and not workspace_uri:
+        raise click.UsageError("--workspace must not be empty: give a folder or postgresql:// URI")
     uri = workspace_uri or os.path.join(folder, CONFIG_DIR)
-    workspace = Workspace(uri)
+    if artifacts is None and uri.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError(
+            "a postgresql:// workspace keeps its files in a folder every user can reach: "
+            "add --artifacts DIR (or set RUNYARD_ARTIFACTS)"
+        )
+    workspace = Workspace(uri, artifacts)
+    Experiment(workspace, name)  # so that `run list` right after init finds it
     config = workspace.write_config(folder, experiment=name)
     ignore = os.path.join(folder, ".runyardignore")
     if os.path.exists(ignore):
@@ -89,8 +100,9 @@ def register(root: click.Group) -> None:
             """Write .runyard/config.json (and a default .runyardignore) into a folder.
 
             The workspace is a local one in <folder>/.runyard unless --workspace names
-            another (a folder or a postgresql:// URI).
+            another (a folder or a postgresql:// URI, which also needs --artifacts DIR). This
+            is the only command that creates a workspace.
             """
-            return _init(session.path, experiment, session.workspace_uri)
+            return _init(session.path, experiment, session.workspace_uri, session.artifacts)
 
     root.add_command(folder_group)

@@ -111,7 +111,7 @@ def submit_script(
     """
     from ..execution import Environment, RunConfiguration, ScriptRunConfig
 
-    exp = session.experiment(experiment)
+    exp = session.experiment(experiment, create=True)
     project = session.workspace().project_path or os.path.abspath(session.path)
     rc = RunConfiguration.load(project, config_name) if config_name else RunConfiguration()
     if script is not None:
@@ -169,7 +169,10 @@ def list_runs(
         runs = _get(session, parent_run_id).get_children(tags=wanted or None, status=status)
     else:
         runs = session.experiment(experiment).get_runs(tags=wanted or None, status=status)
-    found = [as_dict(run) for run in itertools.islice(runs, last)]
+    found = [as_dict(run) for run in itertools.islice(runs, last + 1)]
+    if len(found) > last:
+        found = found[:last]
+        click.echo(f"note: showing the newest {last} runs; there are more (use --last N)", err=True)
     if minimal:
         return [
             {
@@ -194,9 +197,33 @@ def show(session: Session, run_id: str) -> dict[str, Any]:
 @run_option
 @path_option
 def cancel(session: Session, run_id: str) -> None:
-    """Cancel a run: a script run's processes are stopped, then it is Canceled."""
-    _get(session, run_id).cancel()
-    click.echo("Experiment run canceled successfully.", err=True)
+    """Cancel a run: a script run's processes are stopped, then it is Canceled.
+
+    A run that has already finished (Completed, Failed, Canceled) is an error.
+    """
+    import warnings
+
+    from ..errors import UserError
+    from ..records import TERMINAL_STATUSES
+
+    run = _get(session, run_id)
+    before = run.get_status()
+    if before in TERMINAL_STATUSES:
+        raise UserError(f"run {run_id} is already {before}; a finished run cannot be canceled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # judged by the status below
+        run.cancel()
+    after = run.get_status()
+    if after == "Canceled":
+        click.echo("Experiment run canceled successfully.", err=True)
+    elif after == "CancelRequested":
+        click.echo(
+            "Cancel requested: the run's processes are being stopped; it becomes Canceled "
+            "when they have ended.",
+            err=True,
+        )
+    else:
+        raise UserError(f"run {run_id} became {after} before it could be canceled")
 
 
 @command(
@@ -281,6 +308,10 @@ def download(session: Session, run_id: str, prefix: str | None, output_dir: str)
     ) as bar:  # fmt: skip
         for name in bar:
             target = os.path.join(os.path.abspath(output_dir), *name.split("/"))
+            if os.path.isdir(target):
+                from ..errors import UserError
+
+                raise UserError(f"cannot write {name} to {target}: a folder is in the way")
             run.download_file(name, target)
             written.append(target)
     return written
