@@ -217,3 +217,12 @@ def test_download_reports_what_it_cannot_write(project, tmp_path):
     assert under_file.returncode == 1
     assert under_file.stderr.startswith("error: Not a directory: ")
     assert len(under_file.stderr.strip().splitlines()) == 1
+
+
+def test_init_never_prints_a_password(pg_uri, tmp_path):
+    with_password = pg_uri.replace("postgres@", "postgres:s3cret@")
+    done = cli("init", "--path", "p", "--workspace", with_password, "--artifacts", "art",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "s3cret" not in done.stdout + done.stderr
+    assert json.loads(done.stdout)["Workspace"] == pg_uri.replace("postgres@", "postgres:***@")

@@ -43,6 +43,7 @@ def _init(
 ) -> dict[str, Any]:
     from .._validation import check_experiment_name
     from ..experiment import Experiment
+    from ..store import _without_password
     from ..workspace import CONFIG_DIR, Workspace
 
     folder = os.path.abspath(path)
@@ -70,7 +71,7 @@ def _init(
         ignore_note = ignore
     return {
         "Experiment name": name,
-        "Workspace": workspace.uri,
+        "Workspace": _without_password(workspace.uri),
         "Project path": folder,
         "Config file": config,
         "Ignore file": ignore_note,
