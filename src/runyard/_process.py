@@ -95,27 +95,38 @@ os.register_at_fork(after_in_child=after_fork)
 class _LogSink:
     """The run's log file shared by the stdout and stderr tees of one capture.
 
-    A write that fails (disk full, artifact folder gone) stops the copying, says so once,
-    and never fails the user's ``print``.
+    Text goes through a line-buffered UTF-8 text layer (lone surrogates backslash-escaped),
+    bytes straight to the file after it. A write that fails (disk full, artifact folder
+    gone) stops the copying, says so once, and never fails the user's ``print``.
     """
 
     def __init__(self, log: BinaryIO) -> None:
-        self._log: BinaryIO | None = log
+        self._log: io.TextIOWrapper | None = io.TextIOWrapper(
+            log, encoding="utf-8", errors="backslashreplace", newline="", line_buffering=True
+        )
 
     @property
     def active(self) -> bool:
         return self._log is not None
 
-    def write(self, data: bytes) -> None:
+    def write_text(self, text: str) -> None:
         log = self._log
-        if log is None or not data:
-            return
-        try:
-            log.write(data)
-            if b"\n" in data:
+        if log is not None:
+            try:
+                log.write(text)
+            except (OSError, ValueError) as exc:
+                self._give_up(exc)
+
+    def write_bytes(self, data: bytes) -> None:
+        log = self._log
+        if log is not None and data:
+            try:
                 log.flush()
-        except (OSError, ValueError) as exc:
-            self._give_up(exc)
+                log.buffer.write(data)
+                if b"\n" in data:
+                    log.buffer.flush()
+            except (OSError, ValueError) as exc:
+                self._give_up(exc)
 
     def flush(self) -> None:
         log = self._log
@@ -134,9 +145,9 @@ class _LogSink:
                 _say(f"runyard: could not finish the run's log: {exc}")
 
     def _give_up(self, exc: BaseException) -> None:
-        if self._log is None:
-            return
         log, self._log = self._log, None
+        if log is None:
+            return
         try:
             log.close()
         except (OSError, ValueError):
@@ -151,10 +162,6 @@ def _say(text: str) -> None:
             print(text, file=stream, flush=True)
         except (OSError, ValueError):
             pass
-
-
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "backslashreplace")
 
 
 class Tee(io.TextIOBase):
@@ -196,9 +203,10 @@ class Tee(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._check_usable()
+        if self._closed or self._detached:
+            self._check_usable()
         self._original.write(text)
-        self._sink.write(_encode(text))
+        self._sink.write_text(text)
         return len(text)
 
     def flush(self) -> None:
@@ -286,7 +294,7 @@ class _TeeBuffer(io.BufferedIOBase):
         except (OSError, ValueError, AttributeError):
             pass
         written = self._original.write(payload)
-        self._tee._sink.write(payload[:written] if isinstance(written, int) else payload)
+        self._tee._sink.write_bytes(payload[:written] if isinstance(written, int) else payload)
         return written if isinstance(written, int) else len(payload)
 
     def flush(self) -> None:
@@ -362,7 +370,7 @@ class StreamCapture:
         self._tees = None
         try:
             if exc is not None and not _is_clean_exit(exc):
-                self._sink.write(_encode("".join(traceback.format_exception(exc))))
+                self._sink.write_text("".join(traceback.format_exception(exc)))
             for tee in (out, err):
                 if tee is not None and not tee._closed and not tee._detached:
                     try:

@@ -229,3 +229,21 @@ def test_an_exception_lands_in_the_log_and_no_temp_files_remain(tmp_path):
     assert "about to fail" in log and "ValueError: diverged" in log
     leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before if "runyard" in n}
     assert not leftovers
+
+
+def test_a_full_disk_never_fails_a_print(local_ws, monkeypatch, capfd):
+    from runyard import Experiment
+
+    def full_disk(self, run_id, path):
+        return open("/dev/full", "ab")  # every write that reaches the disk: ENOSPC
+
+    monkeypatch.setattr(type(local_ws._artifacts), "open_append", full_disk)
+    exp = Experiment(local_ws, "full")
+    with exp.start_logging(snapshot_directory=None, outputs=False) as run:
+        print("first line")
+        sys.stdout.buffer.write(b"some bytes\n")
+        print("last line")
+    assert run.get_status() == "Completed"
+    out, err = capfd.readouterr()
+    assert out.splitlines() == ["first line", "some bytes", "last line"]
+    assert err.count("output is no longer copied into the run's log") == 1
