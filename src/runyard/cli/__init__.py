@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..__about__ import __version__
-from ._common import global_options
+from ._common import global_options, state
 
 
 @click.group(
@@ -46,21 +46,25 @@ def _build() -> click.Group:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors are one ``error:`` line, exit 2 for usage, 1 otherwise."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    state.debug = False  # set by the command once its options are parsed
     with warnings.catch_warnings():
-        if not debug:  # a warning is one line, never a source path and line of code
-            warnings.showwarning = _show_warning
-        return _main(args, debug)
+        warnings.showwarning = _show_warning
+        return _main(args)
 
 
 def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int,
     file: Any = None, line: str | None = None,
 ) -> None:  # fmt: skip
-    click.echo(f"warning: {_one_line(str(message))}", err=True)
+    """A warning is one line, never a source path and a line of code (unless --debug)."""
+    if state.debug:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        click.echo(text, err=True, nl=False)
+    else:
+        click.echo(f"warning: {_one_line(str(message))}", err=True)
 
 
-def _main(args: list[str], debug: bool) -> int:
+def _main(args: list[str]) -> int:
     try:
         # without standalone mode click returns the code of a click Exit instead of raising it
         code = _build().main(args=args, prog_name="runyard", standalone_mode=False)
@@ -82,7 +86,7 @@ def _main(args: list[str], debug: bool) -> int:
     except Exception as exc:
         from ..errors import RunyardError
 
-        if debug:
+        if state.debug:
             traceback.print_exc()
         if isinstance(exc, RunyardError):
             message = str(exc)

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 POSTGRES = ("postgresql://", "postgres://")
 
 
+class _State:
+    """What main() needs to know once the options are parsed."""
+
+    debug = False
+
+
+state = _State()
+
+
 class Session:
     """One command's global options, its workspace, and how it ends."""
 
@@ -149,6 +158,7 @@ def command(
             **kwargs: Any,
         ) -> None:
             top = click.get_current_context().find_root().params
+            state.debug = bool(debug or top.get("debug"))
             session = Session(
                 output or top.get("output") or "json",
                 query if query is not None else top.get("query"),
