@@ -1,17 +1,33 @@
-"""How long a supervised run may stay silent before readers call it NotResponding, then Failed.
+"""Is a submitted run's supervisor alive? How readers decide, whatever the clocks say.
 
-A script run's supervisor records a heartbeat every ``heartbeat_seconds``. Any reader
-(``get_status``, ``get_runs``, ``wait_for_completion``…) marks a run whose heartbeat is
-older than ``not_responding_seconds`` NotResponding, and older than ``failed_seconds``
-Failed. Environment variables override the defaults, for every process alike.
+A script run's supervisor records heartbeats every ``heartbeat_seconds``, stamped with the
+*database's* clock, and the name of its process (host key, pid, start time; see
+``_owners``). Any reader (``get_status``, ``get_runs``, ``wait_for_completion``…) applies
+one rule to the runs that are not finished:
+
+- On the supervisor's own machine the reader asks the operating system: a live supervisor
+  process means a live run, however old its heartbeat looks (a suspended laptop, a clock
+  that jumped); a supervisor process that is gone fails the run at once, and its stderr
+  goes into the run's ``system_logs/supervisor-stderr.txt`` and error.
+- Elsewhere the heartbeat's age is measured with the database's clock too, so clock skew
+  between machines does not matter: older than ``not_responding_seconds`` is
+  NotResponding, older than ``failed_seconds`` is Failed.
+
+Environment variables override the defaults, for every process alike.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from typing import TYPE_CHECKING
 
+from . import _owners
+
 if TYPE_CHECKING:
+    from .artifacts.base import ArtifactStore
+    from .records import SupervisedRun
     from .store.base import Store
 
 DEFAULTS = {
@@ -19,6 +35,9 @@ DEFAULTS = {
     "RUNYARD_NOT_RESPONDING_SECONDS": 30.0,
     "RUNYARD_FAILED_SECONDS": 120.0,
 }
+STDERR_LOG = "system_logs/supervisor-stderr.txt"
+STDERR_LINES = 20
+UNCLAIMED_STDERR_AGE = 86400.0  # a dead supervisor's stderr nobody collected: kept a day
 
 
 def _setting(name: str) -> float:
@@ -38,8 +57,151 @@ def heartbeat_seconds() -> float:
     return _setting("RUNYARD_HEARTBEAT_SECONDS")
 
 
-def expire_silent_runs(store: Store) -> int:
-    """Apply the NotResponding / Failed rule; cheap when nothing is late."""
-    return store.expire_silent_runs(
-        _setting("RUNYARD_NOT_RESPONDING_SECONDS"), _setting("RUNYARD_FAILED_SECONDS")
+def expire_silent_runs(
+    store: Store, artifacts: ArtifactStore | None = None, run_id: str | None = None
+) -> int:
+    """Apply the rule above to the late runs (and to ``run_id``); cheap when none is late.
+
+    Returns how many runs changed status.
+    """
+    late_after = _setting("RUNYARD_NOT_RESPONDING_SECONDS")
+    fail_after = _setting("RUNYARD_FAILED_SECONDS")
+    candidates = store.supervised_runs(late_after, include=run_id)
+    changed = 0
+    spare: list[str] = []
+    late_elsewhere = False
+    for run in candidates:
+        verdict = supervisor_alive(run)
+        if verdict is True:
+            spare.append(run.id)
+        elif verdict is False:
+            changed += fail_dead_supervisor(store, artifacts, run)
+        elif run.silent_for >= late_after:
+            late_elsewhere = True
+    if late_elsewhere:
+        changed += store.expire_silent_runs(late_after, fail_after, spare=spare)
+    return changed
+
+
+def supervisor_alive(run: SupervisedRun) -> bool | None:
+    """True / False when the run's supervisor ran on this machine; None when unknown."""
+    if not run.supervisor:
+        return None
+    try:
+        return _owners.alive(run.supervisor)
+    except ValueError:
+        return None
+
+
+def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: SupervisedRun) -> int:
+    """Fail a run whose supervisor process is gone; its stderr goes into logs and error."""
+    pid = run.supervisor.split("-")[1] if run.supervisor else "?"
+    message = (
+        f"the run's supervisor (process {pid} on this machine) ended without finishing the run; "
     )
+    lines = stderr_tail(run.id)
+    if lines:
+        message += "the last lines of its stderr (system_logs/supervisor-stderr.txt):\n"
+        message += "\n".join(lines)
+    else:
+        message += (
+            "it wrote nothing to stderr (killed with SIGKILL, by the out-of-memory killer, "
+            "or the machine stopped)"
+        )
+    error = {
+        "error": {"code": "SupervisorDied", "message": message},
+        "time": _format_time(time.time()),
+    }
+    before = run.status
+    record = store.set_status(run.id, "Failed", error=error)
+    if record.status != "Failed" or (record.error or {}).get("error", {}).get("message") != message:
+        return 0  # finished meanwhile, or another reader failed it first
+    if artifacts is not None:
+        keep_supervisor_stderr(store, artifacts, run.id)
+    return int(before != "Failed")
+
+
+# -- the supervisor's stderr ------------------------------------------------------------
+def supervisor_stderr_path(run_id: str) -> str:
+    """Where a supervisor's stderr goes while it lives (this user's temporary folder).
+
+    The submitter creates it and takes an ``flock`` that the supervisor inherits, so the
+    lock is held exactly as long as the supervisor lives.
+    """
+    folder = os.path.join(_owners.scratch_root(), "supervisors")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"{run_id}.stderr.txt")
+
+
+def stderr_tail(run_id: str) -> list[str]:
+    """The last lines of a supervisor's stderr, if this machine has it."""
+    try:
+        with open(supervisor_stderr_path(run_id), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line[-500:] for line in text.strip().splitlines()[-STDERR_LINES:]]
+
+
+def keep_supervisor_stderr(store: Store, artifacts: ArtifactStore, run_id: str) -> None:
+    """Move a supervisor's stderr into the run's ``system_logs/`` (if it wrote anything)."""
+    from .errors import Conflict, NotFound
+    from .records import ArtifactRecord
+
+    path = supervisor_stderr_path(run_id)
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size:
+                staged, size, digest = artifacts.stage(fh)
+                record = ArtifactRecord(run_id, STDERR_LOG, size, digest, time.time(), False)
+                try:
+                    store.add_artifact(record)
+                except (Conflict, NotFound):
+                    artifacts.discard(staged)
+                except BaseException:
+                    artifacts.discard(staged)
+                    raise
+                else:
+                    artifacts.commit(staged, run_id, STDERR_LOG)
+    except FileNotFoundError:
+        return
+    _unlink(path)
+
+
+def sweep_supervisor_stderr() -> None:
+    """Remove the stderr files of dead supervisors: empty ones now, others after a day."""
+    folder = os.path.dirname(supervisor_stderr_path("x"))
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its supervisor is alive
+        try:
+            info = os.fstat(fd)
+            if info.st_size == 0 or time.time() - info.st_mtime > UNCLAIMED_STDERR_AGE:
+                _unlink(path)
+        finally:
+            os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _format_time(t: float) -> str:
+    """UTC ISO-8601 with milliseconds and a Z, as run times are shown."""
+    import datetime
+
+    text = datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[:-3] + "Z"

@@ -113,7 +113,10 @@ def take_snapshot(
     snapshot_id = digest.hexdigest()[:32]
     if store.has_snapshot(snapshot_id):
         return snapshot_id
-    fd, tmp = tempfile.mkstemp(suffix=".zip")
+    from . import _owners
+
+    # in this process's scratch folder: if the process is killed, a later one sweeps it
+    fd, tmp = tempfile.mkstemp(prefix="snapshot-", suffix=".zip", dir=_owners.process_folder())
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:

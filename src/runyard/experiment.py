@@ -166,7 +166,7 @@ class Experiment:
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
         )
-        _liveness.expire_silent_runs(self.workspace._store)
+        _liveness.expire_silent_runs(self.workspace._store, self.workspace._artifacts)
         for record in iter_runs(self.workspace._store, query):
             yield Run._from_record(self, record)
 

@@ -75,6 +75,16 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SupervisedRun:
+    """A supervised run that is not finished, as a liveness check sees it."""
+
+    id: str
+    status: str
+    supervisor: str | None  # the supervisor's process name (``_owners``), once known
+    silent_for: float  # seconds since its last heartbeat, by the database's clock
+
+
+@dataclass(frozen=True, slots=True)
 class RunQuery:
     """Filters of ``get_runs`` / ``get_children``; ``None`` means "any"."""
 

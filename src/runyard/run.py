@@ -246,7 +246,7 @@ class Run(MetricsMixin, FilesMixin):
         if self._record.status in TERMINAL_STATUSES:
             return self._record.status
         if self._record.heartbeat is not None:
-            _liveness.expire_silent_runs(self._store)
+            _liveness.expire_silent_runs(self._store, self._artifacts, self.id)
         return self._refresh().status
 
     def get_detailed_status(self) -> dict[str, Any]:
@@ -590,7 +590,7 @@ class Run(MetricsMixin, FilesMixin):
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
         )
-        _liveness.expire_silent_runs(self._store)
+        _liveness.expire_silent_runs(self._store, self._artifacts)
         for record in iter_runs(self._store, query):
             child = self.__class__._from_record(self.experiment, record)
             if record.parent_id == self.id:

@@ -59,7 +59,30 @@ def test_many_runs_two_slots_none_lost_none_twice(project, tmp_path):
     assert peak <= 2
 
 
-def test_a_killed_supervisor_is_noticed_and_its_slot_freed(project, monkeypatch):
+def test_a_killed_supervisor_fails_its_run_at_once_and_frees_its_slot(project):
+    project.ws.max_concurrent_runs = 1
+    project.script("sleepy.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    project.script("quick.py", "print('quick run')\n")
+    doomed = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
+    wait_until(lambda: "up" in project.log_text(doomed), timeout=30)
+    follower = project.exp.submit(ScriptRunConfig(str(project.root), "quick.py"))
+    wait_until(lambda: follower.get_status() == "Queued", timeout=30)
+    supervisor_of(doomed.id).send_signal(signal.SIGKILL)
+    # on the supervisor's machine a reader sees the process gone: no 120 s wait
+    details = doomed.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["error"]["code"] == "SupervisorDied"
+    assert "killed with SIGKILL" in details["error"]["error"]["message"]
+    assert follower.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+def _supervised_elsewhere(project, run):
+    """Make readers here see the run's supervisor as another machine's process."""
+    wait_until(lambda: run.get_status() == "Running", timeout=30)
+    project.ws._store.heartbeat(run.id, supervisor="0123456789ab-1-1")
+
+
+def test_a_supervisor_on_another_machine_is_judged_by_its_heartbeat(project, monkeypatch):
     project.ws.max_concurrent_runs = 1
     monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "0.2")
     monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "1")
@@ -67,7 +90,7 @@ def test_a_killed_supervisor_is_noticed_and_its_slot_freed(project, monkeypatch)
     project.script("sleepy.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
     project.script("quick.py", "print('quick run')\n")
     doomed = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
-    wait_until(lambda: "up" in project.log_text(doomed), timeout=30)
+    _supervised_elsewhere(project, doomed)
     follower = project.exp.submit(ScriptRunConfig(str(project.root), "quick.py"))
     wait_until(lambda: follower.get_status() == "Queued", timeout=30)
     supervisor_of(doomed.id).send_signal(signal.SIGKILL)
@@ -85,6 +108,7 @@ def test_a_slow_heartbeat_marked_not_responding_recovers(project, monkeypatch):
     monkeypatch.setenv("RUNYARD_FAILED_SECONDS", "60")
     project.script("nap.py", "import time\ntime.sleep(2.5)\nprint('woke up')\n")
     run = project.exp.submit(ScriptRunConfig(str(project.root), "nap.py"))
+    _supervised_elsewhere(project, run)  # a reader here would ask the OS, not the clock
     seen = set()
     while run.get_status() not in ("Completed", "Failed", "Canceled"):
         seen.add(run.status)

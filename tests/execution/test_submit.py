@@ -256,3 +256,21 @@ def test_a_source_folder_over_the_snapshot_limit_is_refused(project):
     (project.root / ".runyardignore").write_text("data/\n")
     run = project.exp.submit(ScriptRunConfig(str(project.root), "ok.py"))
     assert run.wait_for_completion()["status"] == "Completed"
+
+
+def test_a_supervisor_that_cannot_start_fails_the_run_instead_of_holding_the_queue(
+    project, monkeypatch
+):
+    from runyard import ExperimentExecutionError
+
+    env = Environment("mine")
+    env.python.user_managed_dependencies = True
+    env.python.interpreter_path = sys.executable
+    project.script("hello.py", "print('hi')\n")
+    monkeypatch.setattr(sys, "executable", str(project.root / "no-such-python"))
+    with pytest.raises(ExperimentExecutionError, match="could not start the run's supervisor"):
+        project.exp.submit(ScriptRunConfig(str(project.root), "hello.py", environment=env))
+    monkeypatch.undo()
+    (run,) = project.exp.get_runs()
+    assert run.get_status() == "Failed"
+    assert run.get_details()["error"]["error"]["code"] == "SupervisorNotStarted"

@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import BinaryIO
 
+from .. import _owners
 from ..errors import NotFound
 
 _CHUNK = 1 << 20
@@ -23,6 +24,7 @@ class LocalArtifactStore:
         self.root = os.path.abspath(root)
         self._staging = os.path.join(self.root, ".staging")
         os.makedirs(self._staging, exist_ok=True)
+        _owners.sweep(self._staging)  # staged files of processes killed while uploading
 
     def _place(self, *parts: str) -> str:
         target = os.path.abspath(os.path.join(self.root, *parts))
@@ -33,7 +35,7 @@ class LocalArtifactStore:
     def stage(self, source: BinaryIO) -> tuple[str, int, str]:
         digest = hashlib.sha256()
         size = 0
-        fd, staged = tempfile.mkstemp(dir=self._staging)
+        fd, staged = tempfile.mkstemp(dir=self._staging, prefix=_owners.owned_prefix())
         try:
             with os.fdopen(fd, "wb") as out:
                 while block := source.read(_CHUNK):

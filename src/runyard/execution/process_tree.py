@@ -6,11 +6,11 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 from typing import Any
 
 import psutil
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -30,23 +30,55 @@ def become_subreaper() -> None:
         _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None and hasattr(_LIBC, "prctl"):
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+_lifelines: list[int] = []  # write ends of the keepers' lifelines: open while we live
 
 
-def start(argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, killed if this process dies."""
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
+def start(
+    argv: list[str],
+    cwd: str | None,
+    env: dict[str, str] | None,
+    grace: float = 1.0,
+    stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` under a keeper (see keeper.py): it and everything it starts end when
+    it ends, when this process asks (SIGTERM), or when this process dies in any way.
+
+    The returned process is the keeper; its exit status is the command's. Raises OSError
+    when the command cannot be started.
+    """
+    lifeline_r, lifeline_w = os.pipe()
+    status_r, status_w = os.pipe()
+    fds = [str(lifeline_r), str(status_w), str(os.getpid())]
+    try:
+        keeper = subprocess.Popen(
+            [sys.executable, "-I", "-S", KEEPER, *fds, repr(grace), "--", *argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            pass_fds=(lifeline_r, status_w),
+        )
+    except BaseException:
+        os.close(lifeline_w)
+        os.close(status_r)
+        raise
+    finally:
+        os.close(lifeline_r)
+        os.close(status_w)
+    _lifelines.append(lifeline_w)
+    with os.fdopen(status_r, "rb") as fh:
+        report = fh.read().decode("utf-8", "replace").strip()
+    if report.startswith("started "):
+        return keeper
+    keeper.wait()
+    if report.startswith("error "):
+        _, number, message = [*report.split(" ", 2), ""][:3]
+        raise OSError(int(number) or None, message or "cannot start")
+    raise OSError(None, f"runyard's keeper process ended at once (exit code {keeper.returncode})")
 
 
 def descendants() -> list[psutil.Process]:

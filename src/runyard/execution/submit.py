@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError
+from ..errors import ExperimentExecutionError, UserError
 from ..experiment import clean_tags
 from ..records import NewRun
 from .script_run_config import ScriptRunConfig, command_line
@@ -97,26 +98,49 @@ def _path_with(folder: str) -> str:
 
 
 def _start_supervisor(workspace: Any, run_id: str) -> None:
+    """Start the run's detached supervisor and record which process it is.
+
+    Its stderr goes to a file under an ``flock`` that the supervisor inherits: the lock is
+    held exactly while it lives, so leftovers can be told from live files. If it cannot be
+    started, the run is marked Failed (it would otherwise hold up the local queue).
+    """
+    from .. import _liveness, _owners
+
     env = os.environ.copy()
     env["RUNYARD_URI"] = workspace.uri
     env["RUNYARD_ARTIFACTS"] = workspace.artifacts_root
     env["RUNYARD_MAX_CONCURRENT_RUNS"] = str(workspace.max_concurrent_runs)
     env.pop("RUNYARD_RUN_ID", None)
-    from .supervisor import runs_root
-
-    os.makedirs(runs_root(), exist_ok=True)
-    crash_log = os.path.join(runs_root(), f"{run_id}.supervisor-stderr.txt")
     for proc in list(_supervisors):  # reap the ones that ended
         if proc.poll() is not None:
             _supervisors.remove(proc)
-    _supervisors.append(
-        subprocess.Popen(
-            [sys.executable, "-m", "runyard.execution.supervisor", run_id],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(crash_log, "wb"),  # noqa: SIM115 - handed to the child
-            start_new_session=True,
-            cwd=os.path.expanduser("~") if os.path.isdir(os.path.expanduser("~")) else "/",
+    crash_log = _liveness.supervisor_stderr_path(run_id)
+    home = os.path.expanduser("~")
+    try:
+        with open(crash_log, "wb") as stderr:
+            fcntl.flock(stderr, fcntl.LOCK_EX)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runyard.execution.supervisor", run_id],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                cwd=home if os.path.isdir(home) else "/",
+            )
+    except OSError as exc:
+        message = f"runyard could not start the run's supervisor ({sys.executable}): {exc}"
+        workspace._store.set_status(
+            run_id, "Failed", error={"error": {"code": "SupervisorNotStarted", "message": message}}
         )
-    )
+        try:
+            os.unlink(crash_log)
+        except OSError:
+            pass
+        raise ExperimentExecutionError(message) from None
+    _supervisors.append(proc)
+    try:
+        name = _owners.process_name(proc.pid, zombie_ok=True)
+    except ProcessLookupError:  # pragma: no cover - cannot be inspected here
+        return
+    workspace._store.heartbeat(run_id, supervisor=name)

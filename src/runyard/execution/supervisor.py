@@ -15,16 +15,15 @@ from __future__ import annotations
 import collections
 import os
 import selectors
-import shutil
+import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import zipfile
 from typing import Any, BinaryIO
 
-from .. import _liveness
+from .. import _liveness, _owners
 from .._waiting import STD_LOG
 from ..errors import RunyardError
 from ..records import TERMINAL_STATUSES, RunQuery
@@ -43,10 +42,6 @@ WATCH_EVERY = 2.0
 STDERR_TAIL = 30
 
 
-def runs_root() -> str:
-    return os.path.join(tempfile.gettempdir(), "runyard_runs")
-
-
 def cancel_grace() -> float:
     return float(os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "1.0"))
 
@@ -62,7 +57,7 @@ class Supervisor:
         self.run = run
         self.rc = RunConfiguration.from_dict(run._record.run_definition or {})
         self.slots = Slots(os.path.join(workspace._local_root(), "slots"), slots)
-        self.folder = os.path.join(runs_root(), run.id)
+        self.folder = os.path.join(_owners.process_folder(), run.id)
         self.phase = "NotStarted"
         self.proc: Any = None
         self.started = 0.0
@@ -109,6 +104,7 @@ class Supervisor:
 
     # -- the phases ------------------------------------------------------------------
     def main(self) -> None:
+        self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
         threading.Thread(target=self._beat, daemon=True, name="heartbeat").start()
         slot = None
         try:
@@ -136,7 +132,7 @@ class Supervisor:
                 self._register_log(path)
             if slot is not None:
                 os.close(slot)
-            shutil.rmtree(self.folder, ignore_errors=True)
+            _owners.remove(os.path.dirname(self.folder))
 
     def wait_for_slot(self) -> int | None:
         if self.run._record.parent_id is not None:
@@ -144,7 +140,7 @@ class Supervisor:
             return None
         self.say(f"waiting for one of {self.slots.count} local slots")
         while True:
-            _liveness.expire_silent_runs(self.store)
+            _liveness.expire_silent_runs(self.store, self.ws._artifacts)
             if self.current() not in ("Queued", "NotResponding"):
                 raise Stop(self.run.status)
             if not self._earlier_waiting():
@@ -203,7 +199,7 @@ class Supervisor:
     def start(self, argv: list[str], env: dict[str, str]) -> None:
         process_tree.become_subreaper()
         try:
-            self.proc = process_tree.start(argv, self.folder, env)
+            self.proc = process_tree.start(argv, self.folder, env, cancel_grace())
         except OSError as exc:
             raise RunFailure(
                 f"could not start {argv[0]!r}: {exc.strerror or exc}", "ScriptNotStarted"
@@ -213,8 +209,8 @@ class Supervisor:
     def pump(self) -> int:
         """Stream output until the script ends; stop it on cancel or at the time limit."""
         out = self._open_log(STD_LOG)
-        tail: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL)
-        partial = b""
+        self._tail_lines: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL)
+        self._partial = b""
         selector = selectors.DefaultSelector()
         for stream in (self.proc.stdout, self.proc.stderr):
             os.set_blocking(stream.fileno(), False)
@@ -222,27 +218,23 @@ class Supervisor:
         limit = self.rc.max_run_duration_seconds
         next_poll = next_watch = 0.0
         exited_at: float | None = None
+        last_data = time.monotonic()
         try:
             while selector.get_map():
                 for key, _ in selector.select(timeout=0.1):
-                    try:
-                        data = os.read(key.fd, 1 << 16)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        selector.unregister(key.fileobj)
-                        continue
-                    out.write(data)
-                    out.flush()
-                    if key.fileobj is self.proc.stderr:
-                        lines = (partial + data).split(b"\n")
-                        partial = lines.pop()[-4096:]
-                        tail.extend(line[-1000:] for line in lines)
+                    if self._take(selector, key, out):
+                        last_data = time.monotonic()
                 now = time.monotonic()
                 if exited_at is None and self.proc.poll() is not None:
                     exited_at = now
-                if exited_at is not None and now - exited_at > 1.0:
-                    break  # the script is gone; whoever still holds its pipes is an orphan
+                if exited_at is not None and (now - last_data > 1.0 or now - exited_at > 5.0):
+                    # the keeper has stopped the script's processes: whoever still holds
+                    # the pipes escaped it; stop it, then read what it wrote to the end
+                    process_tree.stop_all(cancel_grace())
+                    while selector.get_map():
+                        for key in list(selector.get_map().values()):
+                            self._take(selector, key, out, to_end=True)
+                    break
                 if now >= next_poll:
                     next_poll = now + STATUS_POLL
                     status = self.current()
@@ -261,11 +253,37 @@ class Supervisor:
         finally:
             selector.close()
             out.close()
-            self._tail = [ln.decode("utf-8", "replace") for ln in tail]
-            if partial:
-                self._tail.append(partial.decode("utf-8", "replace"))
+            self._tail = [ln.decode("utf-8", "replace") for ln in self._tail_lines]
+            if self._partial:
+                self._tail.append(self._partial.decode("utf-8", "replace"))
         code: int = self.proc.wait()
         return code
+
+    def _take(
+        self, selector: selectors.BaseSelector, key: selectors.SelectorKey, out: BinaryIO,
+        to_end: bool = False,
+    ) -> bool:  # fmt: skip
+        """Copy what is waiting in one pipe into the log; unregister it at its end."""
+        got = False
+        while True:
+            try:
+                data = os.read(key.fd, 1 << 16)
+            except BlockingIOError:
+                if to_end:  # nobody writes any more: no data now means none later
+                    selector.unregister(key.fileobj)
+                return got
+            if not data:
+                selector.unregister(key.fileobj)
+                return got
+            got = True
+            out.write(data)
+            out.flush()
+            if key.fileobj is self.proc.stderr:
+                lines = (self._partial + data).split(b"\n")
+                self._partial = lines.pop()[-4096:]
+                self._tail_lines.extend(line[-1000:] for line in lines)
+            if not to_end:
+                return got
 
     def sync_watched(self) -> None:
         for folder in self.rc.history.directories_to_watch:
@@ -336,19 +354,29 @@ def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "time": format_time(time.time())}
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise RunFailure("runyard's supervisor received SIGTERM and stopped the run", "Terminated")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m runyard.execution.supervisor RUN_ID", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _terminated)
+    _liveness.sweep_supervisor_stderr()
     workspace = Workspace(os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"))
-    run = workspace.get_run(argv[0])
-    slots = int(os.environ.get("RUNYARD_MAX_CONCURRENT_RUNS") or os.cpu_count() or 1)
-    supervisor = Supervisor(workspace, run, slots)
     try:
+        run = workspace.get_run(argv[0])
+        slots = int(os.environ.get("RUNYARD_MAX_CONCURRENT_RUNS") or os.cpu_count() or 1)
+        supervisor = Supervisor(workspace, run, slots)
         supervisor.main()
     except BaseException:
         traceback.print_exc()
         return 1
+    finally:
+        sys.stderr.flush()
+        _liveness.keep_supervisor_stderr(workspace._store, workspace._artifacts, argv[0])
     return 0
 
 

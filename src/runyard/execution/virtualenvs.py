@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, BinaryIO
 
+from . import process_tree
 from .failure import RunFailure
 
 if TYPE_CHECKING:
@@ -73,19 +74,21 @@ def _build(environment: Environment, target: str, python: str, log: BinaryIO) ->
 def _step(log: BinaryIO, argv: list[str], what: str) -> None:
     _write(log, "$ " + " ".join(argv) + "\n")
     log_start = log.tell()
-    try:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
+    try:  # under a keeper: pip and its builds end if the supervisor is killed
+        returncode = process_tree.start(
+            argv, None, None, stdout=log, stderr=subprocess.STDOUT
+        ).wait()
     except OSError as exc:
         raise RunFailure(
             f"{what} could not start {argv[0]!r}: {exc.strerror}", "EnvironmentBuildFailed"
         ) from None
-    if done.returncode != 0:
+    if returncode != 0:
         log.flush()
         with open(log.name, "rb") as fh:
             fh.seek(log_start)
             lines = fh.read().decode("utf-8", "replace").strip().splitlines()[-15:]
         raise RunFailure(
-            f"{what} failed (exit code {done.returncode}); the full log is "
+            f"{what} failed (exit code {returncode}); the full log is "
             "system_logs/environment.txt. Its last lines:\n" + "\n".join(lines),
             "EnvironmentBuildFailed",
         )

@@ -102,6 +102,9 @@ CREATE TABLE snapshots (
 )
 """
 
+# the finished statuses, spelled as the liveness queries spell them (so the index applies)
+LIVE_RUNS_TERMINAL_SQL = "('Completed', 'Failed', 'Canceled')"
+
 _ADD_ONLY_MESSAGE = "properties are add-only: an existing property cannot be changed or removed"
 
 _SQLITE_TRIGGERS = [
@@ -146,10 +149,21 @@ def _sqlite_properties_refuse_replace(cur: SqlCursor) -> None:
         )
 
 
+def _supervisor_identity(cur: SqlCursor) -> None:
+    """Which process supervises a run (liveness by process); an index of unfinished runs."""
+    cur.execute("ALTER TABLE runs ADD COLUMN supervisor TEXT")
+    cur.execute("DROP INDEX runs_by_heartbeat")
+    cur.execute(
+        "CREATE INDEX runs_live_by_heartbeat ON runs (heartbeat_at) WHERE heartbeat_at IS "
+        f"NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
+    )
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
     (3, _sqlite_properties_refuse_replace),
+    (4, _supervisor_identity),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -19,10 +19,11 @@ from ...records import (
     RunRecord,
     SeriesAppend,
     SeriesSummary,
+    SupervisedRun,
 )
 from . import metrics
 from .database import Database, SqlCursor
-from .schema import migrate
+from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 
 _RUN_COLUMNS = (
     "r.id, r.experiment_id, e.name, r.parent_id, r.root_id, r.number, r.name, r.display_name, "
@@ -31,6 +32,7 @@ _RUN_COLUMNS = (
 )
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
+_LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
 
 
@@ -223,6 +225,13 @@ class SqlStore:
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_run_row(r) for r in records],
             )
+            beating = [r.id for r in runs if r.heartbeat]
+            if beating:  # the first heartbeat, by the database's clock like every later one
+                cur.execute(
+                    f"UPDATE runs SET heartbeat_at = {self._db_now()} "
+                    f"WHERE id IN ({_marks(len(beating))})",
+                    beating,
+                )
             cur.executemany(
                 "INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)",
                 [(r.id, k, v) for r in runs for k, v in r.tags.items()],
@@ -389,31 +398,60 @@ class SqlStore:
         self.db.write(body)
         return self.get_run(run_id)
 
-    def heartbeat(self, run_id: str, status: str | None = None) -> None:
-        """Record that the run's supervisor is alive; a NotResponding run gets ``status`` back."""
-        params: tuple[Any, ...]
-        if status is None:
-            sql, params = "UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id)
-        else:
-            sql = (
-                "UPDATE runs SET heartbeat_at = ?, status = CASE WHEN status = 'NotResponding' "
-                "THEN ? ELSE status END WHERE id = ?"
-            )
-            params = (time.time(), status, run_id)
-        self.db.write(lambda cur: cur.execute(sql, params))
+    # -- liveness: heartbeats stamped and aged by the database's clock ----------------
+    def _db_now(self) -> str:
+        """SQL for the database's clock in Unix seconds (one clock for every machine)."""
+        if self.db.dialect == "postgresql":
+            return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+        return "((julianday('now') - 2440587.5) * 86400.0)"
 
-    def expire_silent_runs(self, not_responding_after: float, fail_after: float) -> int:
-        """Mark runs whose heartbeat stopped: NotResponding, then Failed. Returns how many."""
-        now = time.time()
-        late = now - not_responding_after
-        dead = now - fail_after
-        if not self.db.read(
-            "SELECT 1 FROM runs WHERE heartbeat_at < ? "
-            f"AND status NOT IN {_TERMINAL_SQL} AND status <> 'NotResponding' LIMIT 1",
-            (late,),
-        ) and not self.db.read(
-            f"SELECT 1 FROM runs WHERE heartbeat_at < ? AND status NOT IN {_TERMINAL_SQL} LIMIT 1",
-            (dead,),
+    def heartbeat(
+        self, run_id: str, status: str | None = None, *, supervisor: str | None = None
+    ) -> None:
+        """Record that the run's supervisor is alive; a NotResponding run gets ``status`` back.
+
+        ``supervisor`` records which process supervises the run (see ``_owners``).
+        """
+        sets = [f"heartbeat_at = {self._db_now()}"]
+        params: list[Any] = []
+        if status is not None:
+            sets.append("status = CASE WHEN status = 'NotResponding' THEN ? ELSE status END")
+            params.append(status)
+        if supervisor is not None:
+            sets.append("supervisor = ?")
+            params.append(supervisor)
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
+        self.db.write(lambda cur: cur.execute(sql, (*params, run_id)))
+
+    def supervised_runs(
+        self, late_after: float, *, include: str | None = None
+    ) -> list[SupervisedRun]:
+        """Unfinished supervised runs silent for ``late_after`` s or more, and ``include``."""
+        now = self._db_now()
+        columns = f"id, status, supervisor, {now} - heartbeat_at"
+        sql = f"SELECT {columns} FROM runs WHERE {_LIVE} AND heartbeat_at < {now} - ?"
+        params: list[Any] = [late_after]
+        if include is not None:
+            sql += f" UNION ALL SELECT {columns} FROM runs WHERE {_LIVE} AND id = ?"
+            params.append(include)
+        found = {row[0]: row for row in self.db.read(sql, params)}
+        return [SupervisedRun(r[0], r[1], r[2], float(r[3])) for r in found.values()]
+
+    def expire_silent_runs(
+        self, not_responding_after: float, fail_after: float, *, spare: Sequence[str] = ()
+    ) -> int:
+        """Mark runs whose heartbeat stopped: NotResponding, then Failed. Returns how many.
+
+        Ages are measured with the database's clock; runs in ``spare`` are left alone (a
+        reader on their supervisor's machine saw the supervisor alive).
+        """
+        now = self._db_now()
+        skip = f" AND id NOT IN ({_marks(len(spare))})" if spare else ""
+        late = f"{_LIVE} AND heartbeat_at < {now} - ?{skip}"
+        quiet = f"SELECT 1 FROM runs WHERE {late} AND status <> 'NotResponding' LIMIT 1"
+        dead = f"SELECT 1 FROM runs WHERE {late} LIMIT 1"
+        if not self.db.read(quiet, (not_responding_after, *spare)) and not self.db.read(
+            dead, (fail_after, *spare)
         ):
             return 0
         error = json.dumps(
@@ -421,21 +459,23 @@ class SqlStore:
                 "error": {
                     "code": "NotResponding",
                     "message": f"the run's supervisor sent no heartbeat for {fail_after:g} s "
-                    "(the process was killed or the machine stopped); the run is marked Failed",
+                    "(by the database's clock: the process was killed or its machine stopped "
+                    "or slept); the run is marked Failed",
                 }
             }
         )
+        ended = time.time()
 
         def body(cur: SqlCursor) -> int:
             failed = cur.execute(
-                "UPDATE runs SET status = 'Failed', ended_at = ?, error = COALESCE(error, ?) "
-                f"WHERE heartbeat_at < ? AND status NOT IN {_TERMINAL_SQL} RETURNING id",
-                (now, error, dead),
+                f"UPDATE runs SET status = 'Failed', ended_at = ?, error = COALESCE(error, ?) "
+                f"WHERE {late} RETURNING id",
+                (ended, error, fail_after, *spare),
             )
             silent = cur.execute(
-                "UPDATE runs SET status = 'NotResponding' WHERE heartbeat_at < ? "
-                f"AND status NOT IN {_TERMINAL_SQL} AND status <> 'NotResponding' RETURNING id",
-                (late,),
+                f"UPDATE runs SET status = 'NotResponding' WHERE {late} "
+                "AND status <> 'NotResponding' RETURNING id",
+                (not_responding_after, *spare),
             )
             return len(failed) + len(silent)
 
