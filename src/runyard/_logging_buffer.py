@@ -14,6 +14,7 @@ import os
 import threading
 import warnings
 import weakref
+from collections.abc import Collection
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -165,9 +166,14 @@ class _Flusher:
             self._wake.wait(FLUSH_INTERVAL)
             self.flush_all(raise_errors=False)
 
-    def flush_all(self, raise_errors: bool = True) -> None:
+    def flush_all(
+        self, run_ids: Collection[str] | str | None = None, raise_errors: bool = True
+    ) -> None:
+        """Write the pending points of ``run_ids`` (default: every run of this process)."""
+        if isinstance(run_ids, str):
+            run_ids = (run_ids,)
         with self._guard:
-            buffers = list(self._buffers)
+            buffers = [b for b in self._buffers if run_ids is None or b.run_id in run_ids]
         for buffer in buffers:
             try:
                 buffer.flush(raise_errors=raise_errors)
@@ -189,5 +195,5 @@ class _Flusher:
 
 _flusher = _Flusher()
 flush_all = _flusher.flush_all
-atexit.register(_flusher.flush_all, False)
+atexit.register(_flusher.flush_all, raise_errors=False)
 os.register_at_fork(after_in_child=_flusher.after_fork)

@@ -334,6 +334,9 @@ class _MemoryArtifacts:
     def discard(self, staged: str) -> None:
         self._staged.pop(staged, None)
 
+    def remove(self, run_id: str, path: str) -> None:
+        self._files.pop((run_id, path), None)
+
     def open(self, run_id: str, path: str) -> BinaryIO:
         source = self._files.get((run_id, path))
         if source is None:

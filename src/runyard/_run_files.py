@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._validation import check_artifact_path
-from .errors import Conflict, NotFound, UserError
+from .errors import Conflict, NotFound, RunyardError, StoreError, UserError
 from .records import ArtifactRecord
 
 if TYPE_CHECKING:
@@ -36,14 +37,32 @@ class FilesMixin:
     _record: RunRecord
 
     def _put(self, name: str, source: BinaryIO, streaming: bool = False) -> ArtifactRecord:
-        staged, size, digest = self._artifacts.stage(source)
-        record = ArtifactRecord(self.id, name, size, digest, time.time(), streaming)
+        """Store bytes and record together: a failure at any step leaves neither."""
         try:
-            self._store.add_artifact(record)
+            staged, size, digest = self._artifacts.stage(source)
+        except OSError as exc:
+            raise _os_error(exc, f"cannot store {name!r} of run {self.id}") from exc
+        record = ArtifactRecord(self.id, name, size, digest, time.time(), streaming)
+        placed = False
+
+        def place() -> None:  # inside the record's transaction, which may run again
+            nonlocal placed
+            if placed:
+                return
+            try:
+                self._artifacts.commit(staged, self.id, name)
+            except OSError as exc:
+                raise _os_error(exc, f"cannot store {name!r} of run {self.id}") from exc
+            placed = True
+
+        try:
+            self._store.add_artifact(record, place)
         except BaseException:
-            self._artifacts.discard(staged)
+            if not placed:
+                self._artifacts.discard(staged)
+            elif not streaming:  # the record was not stored: neither are the bytes
+                self._artifacts.remove(self.id, name)
             raise
-        self._artifacts.commit(staged, self.id, name)
         return record
 
     def upload_file(self, name: str, path_or_stream: Any) -> ArtifactRecord:
@@ -174,9 +193,11 @@ class FilesMixin:
 
     # -- outputs, logs, snapshots ----------------------------------------------------
     def _collect_outputs(self) -> None:
+        """Store every file of ``./outputs``; raise StoreError if any could not be stored."""
         if not self._outputs_dir or not os.path.isdir(self._outputs_dir):
             return
         stored = {a.path: a.digest for a in self._store.list_artifacts(self.id, "outputs")}
+        missed: list[str] = []
         for rel, full in _walk(self._outputs_dir):
             name = "outputs/" + rel
             if os.path.basename(rel) == "azureml.log":
@@ -188,8 +209,13 @@ class FilesMixin:
                     self._put(name, fh)
             except Conflict:
                 continue
-            except OSError as exc:
-                warnings.warn(f"could not collect {full}: {exc}", stacklevel=2)
+            except (OSError, RunyardError) as exc:
+                missed.append(f"{name} ({exc})")
+        if missed:
+            raise StoreError(
+                f"{len(missed)} file(s) of {self._outputs_dir} could not be stored in run "
+                f"{self.id}: " + "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else "")
+            )
 
     def _sync_folder(self, folder: str, prefix: str) -> None:
         """Upload a watched folder (``./logs``): the files that changed since the last sync.
@@ -257,3 +283,18 @@ def _copy_out(artifacts: ArtifactStore, run_id: str, name: str, target: str) -> 
     os.makedirs(folder, exist_ok=True)
     with artifacts.open(run_id, name) as src, open(target, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _os_error(exc: OSError, what: str) -> RunyardError:
+    """One clear error for a filesystem failure while storing an artifact."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        return Conflict(
+            f"{what}: a file and a folder of the run would share a name ({reason}); "
+            "upload under another name"
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return UserError(f"{what}: the name is too long for the filesystem ({reason})")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"{what}: the disk holding the artifacts is full ({reason})")
+    return StoreError(f"{what}: {reason} ({exc.filename or 'the artifact folder'})")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 _now = time.time
 _MAX_IMAGE_TRIES = 10_000
 _PLAIN = frozenset({float, int, str, bool, type(None)})
+_STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1
 _ARTIFACT_KINDS = (
     "image",
     "confusion_matrix",
@@ -111,8 +112,8 @@ def _plain_step(step: Any) -> int | None:
         step = step.item()
     if isinstance(step, bool) or not isinstance(step, int):
         raise UserError(f"step must be an int, not {type(step).__name__} {step!r}")
-    if not -(2**63) <= step < 2**63:
-        raise UserError(f"step {step} does not fit in 64 bits")
+    if not _STEP_MIN <= step <= _STEP_MAX:
+        raise UserError(f"step {step} does not fit in 64 bits (-2**63 to 2**63 - 1)")
     return step
 
 
@@ -152,7 +153,9 @@ class MetricsMixin:
         buffer = self._buffer_obj
         if buffer is not None and type(value) in _PLAIN and not description:
             points = buffer.scalars.get(name)
-            if points is not None and (step is None or type(step) is int):
+            if points is not None and (
+                step is None or (type(step) is int and _STEP_MIN <= step <= _STEP_MAX)
+            ):
                 points.append((value, step, _now()))
                 return
         check_name(name, "metric name")
@@ -343,13 +346,14 @@ class MetricsMixin:
         ``recursive=True`` returns ``{run_id: {name: value}}`` for this run and its
         descendants that have metrics.
         """
-        flush_all()  # what this process logged, through any handle, is visible
+        flush_all(self.id)  # what this process logged for this run, through any handle
         if not recursive:
             histories = self._store.get_histories([self.id]).get(self.id, [])
             return self._shape(self.id, histories, name, populate)
         ids = [self.id] if run_type in (None, getattr(self, "type", None)) else []
         for record in iter_runs(self._store, RunQuery(root_id=self.id, type=run_type)):
             ids.append(record.id)
+        flush_all(ids)
         result = {}
         for run_id, histories in self._store.get_histories(ids).items():
             shaped = self._shape(run_id, histories, name, populate)
@@ -359,7 +363,7 @@ class MetricsMixin:
 
     def get_metric_history(self, name: str) -> MetricHistory:
         """Every point of one series: ``.steps``, ``.values``, ``.times`` (epoch seconds)."""
-        flush_all()
+        flush_all(self.id)
         return self._store.get_history(self.id, name)
 
     def _shape(

@@ -9,8 +9,36 @@ from urllib.parse import unquote
 from .errors import UserError
 
 MAX_NAME = 255
+MAX_PATH_PART = 255  # bytes: the file-name limit of common filesystems
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
+RUN_ID = re.compile(r"^\w[\w.\-]*$")
+SNAPSHOT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_text(value: object, what: str, limit: int | None = None) -> str:
+    """Return ``value`` if it is storable free text (a tag value, a description...).
+
+    NUL and lone surrogates are refused: PostgreSQL cannot store the first, neither
+    database can store the second, and both would break every reader of the value.
+    """
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be a string, not {type(value).__name__}: {value!r}")
+    if limit is not None and len(value) > limit:
+        raise UserError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise UserError(f"{what} {_short(value)} contains a NUL character; remove it")
+    if _SURROGATE.search(value):
+        raise UserError(
+            f"{what} {_short(value)} contains a lone surrogate (text that is not valid "
+            "Unicode, often a file name decoded with errors='surrogateescape'); fix its text"
+        )
+    return value
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
 def check_name(name: object, what: str = "name") -> str:
@@ -18,16 +46,38 @@ def check_name(name: object, what: str = "name") -> str:
     if not isinstance(name, str):
         raise UserError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
     if not name:
-        raise UserError(f"{what} must not be empty; give a short name such as 'loss'")
+        raise UserError(f"{what} must not be empty")
     if len(name) > MAX_NAME:
         raise UserError(
             f"{what} is {len(name)} characters long; the limit is {MAX_NAME}: shorten it"
         )
     if _CONTROL.search(name):
         raise UserError(
-            f"{what} {name!r} contains a control character (newline, tab, NUL...); remove it"
+            f"{what} {_short(name)} contains a control character (newline, tab, NUL...); remove it"
         )
-    return name
+    return check_text(name, what)
+
+
+def check_run_id(run_id: object, what: str = "run id") -> str:
+    """Return ``run_id`` if it can name a run everywhere (database, folders, URLs).
+
+    A run id is one path component: letters, digits, ``_``, ``-`` and ``.``, starting with
+    a letter, digit or ``_`` (so never ``.`` or ``..``), at most 255 bytes.
+    """
+    check_name(run_id, what)
+    assert isinstance(run_id, str)
+    if not RUN_ID.match(run_id) or len(run_id.encode()) > MAX_PATH_PART:
+        raise UserError(
+            f"{what} {_short(run_id)} is not valid: use 1-255 letters, digits, '_', '-' or "
+            "'.', starting with a letter, digit or '_' (no '/', spaces or '..')"
+        )
+    return run_id
+
+
+def check_snapshot_id(snapshot_id: object) -> str:
+    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID.match(snapshot_id):
+        raise UserError(f"snapshot id {snapshot_id!r} is not valid: it is 32 hex digits")
+    return snapshot_id
 
 
 def check_experiment_name(name: object) -> str:
@@ -62,6 +112,10 @@ def check_artifact_path(path: object) -> str:
         if nxt == decoded:
             break
         decoded = nxt
+    if _SURROGATE.search(path):
+        raise UserError(
+            f"artifact name {shown} contains a lone surrogate (not valid Unicode); fix its text"
+        )
     for candidate in (path, decoded):
         if "\x00" in candidate or _CONTROL.search(candidate):
             raise UserError(f"artifact name {shown} contains a control character; remove it")
@@ -81,4 +135,10 @@ def check_artifact_path(path: object) -> str:
     normal = posixpath.normpath(path)
     if normal in (".", "") or path.endswith("/"):
         raise UserError(f"artifact name {shown} names a folder, not a file; add a file name")
+    for part in normal.split("/"):
+        if len(part.encode()) > MAX_PATH_PART:
+            raise UserError(
+                f"artifact name {_short(path)} has a part of {len(part.encode())} bytes; "
+                f"each folder or file name may have at most {MAX_PATH_PART}: shorten it"
+            )
     return normal

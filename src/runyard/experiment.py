@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _liveness
-from ._validation import check_experiment_name, check_name
+from ._validation import check_experiment_name, check_name, check_text
 from .errors import NotFound, UserError
 from .records import ALL_STATUSES, ExperimentRecord, RunQuery
 from .store.base import iter_runs
@@ -266,9 +266,8 @@ def clean_tags(tags: dict[str, Any]) -> dict[str, str | None]:
     clean: dict[str, str | None] = {}
     for key, value in tags.items():
         check_name(key, "tag key")
-        if value is not None and not isinstance(value, str):
-            value = str(value)
-        if value is not None and len(value) > 5000:
-            raise UserError(f"tag {key!r} has a value of {len(value)} characters; limit is 5000")
+        if value is not None:
+            value = value if isinstance(value, str) else str(value)
+            check_text(value, f"tag {key!r}", 5000)
         clean[key] = value
     return clean

@@ -16,8 +16,8 @@ from . import _liveness, _process
 from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
-from ._validation import check_name
-from .errors import Conflict, RunEnvironmentError, UserError
+from ._validation import check_name, check_run_id, check_text
+from .errors import Conflict, RunEnvironmentError, RunyardError, UserError
 from .experiment import check_status, clean_tags, filter_dict
 from .records import TERMINAL_STATUSES, NewRun, RunQuery, RunRecord
 from .store.base import iter_runs
@@ -54,7 +54,7 @@ class Run(MetricsMixin, FilesMixin):
     _context_singleton: Run | None = None
 
     def __init__(self, experiment: Experiment, run_id: str, outputs: str | None = None) -> None:
-        record = experiment.workspace._store.get_run(run_id)
+        record = experiment.workspace._store.get_run(check_run_id(run_id))
         if record.experiment_id != experiment.id:
             raise UserError(
                 f"run {run_id} belongs to experiment {record.experiment_name!r}, "
@@ -100,7 +100,7 @@ class Run(MetricsMixin, FilesMixin):
         from ._git import git_properties
         from ._snapshot import take_snapshot
 
-        run_id = _check_run_id(run_id) if run_id is not None else str(uuid.uuid4())
+        run_id = check_run_id(run_id) if run_id is not None else str(uuid.uuid4())
         clean = clean_tags(tags or {})
         _check_text(display_name, "display_name", 256)
         _check_text(description, "description", 5000)
@@ -340,16 +340,28 @@ class Run(MetricsMixin, FilesMixin):
             self._buffer_obj.flush()
 
     def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
-        try:
-            self.flush()
-            self._collect_outputs()
-        finally:
-            if self._system_managed:
-                if error is not None:  # the supervisor owns the status; keep the error
-                    self._record = self._store.update_run(self.id, error=error)
-            else:
-                self._set_status(status, error)
-                _process.untrack(self)
+        """Store what the run holds, then set ``status``; Completed only if all was stored."""
+        problems: builtins.list[RunyardError] = []
+        for store_what_it_holds in (self.flush, self._collect_outputs):
+            try:
+                store_what_it_holds()
+            except RunyardError as exc:
+                problems.append(exc)
+        if problems and status == "Completed":
+            status = "Failed"
+            error = _error_body(
+                "the run could not be completed: part of what it holds was not stored: "
+                + "; ".join(map(str, problems)),
+                "RunDataNotStored",
+            )
+        if self._system_managed:
+            if error is not None:  # the supervisor owns the status; keep the error
+                self._record = self._store.update_run(self.id, error=error)
+        else:
+            self._set_status(status, error)
+            _process.untrack(self)
+        if problems:
+            raise problems[0]
 
     def complete(self, _set_status: bool = True) -> None:
         """Flush metrics, collect ``./outputs``, mark the run Completed."""
@@ -505,7 +517,9 @@ class Run(MetricsMixin, FilesMixin):
             check_name(key, "property key")
             if value is None:
                 raise UserError(f"property {key!r} needs a value; properties cannot be None")
-            clean[key] = value if isinstance(value, str) else str(value)
+            clean[key] = check_text(
+                value if isinstance(value, str) else str(value), f"property {key!r}"
+            )
         self._store.add_properties(self.id, clean)
         self._refresh()
 
@@ -608,6 +622,7 @@ class Run(MetricsMixin, FilesMixin):
         """
         run_id = os.environ.get(ENV_RUN_ID)
         if run_id and os.environ.get("RUNYARD_URI"):
+            check_run_id(run_id, f"{ENV_RUN_ID} in the environment")
             singleton = cls._context_singleton
             if singleton is None or singleton.id != run_id:
                 from .workspace import Workspace
@@ -654,21 +669,9 @@ def user_name() -> str | None:
         return None
 
 
-def _check_run_id(run_id: object) -> str:
-    check_name(run_id, "run_id")
-    assert isinstance(run_id, str)
-    if "/" in run_id or run_id.strip() != run_id:
-        raise UserError(f"run_id {run_id!r} must not contain '/' or surrounding spaces")
-    return run_id
-
-
 def _check_text(value: object, what: str, limit: int) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise UserError(f"{what} must be a string, not {type(value).__name__}")
-    if len(value) > limit:
-        raise UserError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if value is not None:
+        check_text(value, what, limit)
 
 
 def _error_body(details: str | BaseException | None, code: str | None) -> dict[str, Any]:

@@ -160,10 +160,11 @@ class Workspace:
 
     def get_run(self, run_id: str) -> Run:
         """The run with this id, in whichever experiment it is."""
+        from ._validation import check_run_id
         from .experiment import Experiment
         from .run import Run
 
-        record = self._store.get_run(run_id)
+        record = self._store.get_run(check_run_id(run_id))
         experiment = Experiment._from_record(self, self._store.get_experiment(record.experiment_id))
         return Run._from_record(experiment, record)
 

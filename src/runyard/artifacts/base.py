@@ -20,6 +20,10 @@ class ArtifactStore(Protocol):
 
     def discard(self, staged: str) -> None: ...
 
+    def remove(self, run_id: str, path: str) -> None:
+        """Delete committed bytes whose record could not be stored."""
+        ...
+
     def open(self, run_id: str, path: str) -> BinaryIO: ...
 
     def open_append(self, run_id: str, path: str) -> BinaryIO:

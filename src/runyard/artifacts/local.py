@@ -8,7 +8,8 @@ import tempfile
 from typing import BinaryIO
 
 from .. import _owners
-from ..errors import NotFound
+from .._validation import check_artifact_path, check_run_id, check_snapshot_id
+from ..errors import NotFound, UserError
 
 _CHUNK = 1 << 20
 
@@ -16,8 +17,8 @@ _CHUNK = 1 << 20
 class LocalArtifactStore:
     """Files under ``<root>/runs/<run id>/<path>``; snapshots under ``<root>/snapshots``.
 
-    Paths reaching this class were validated by the SDK; ``_place`` checks again that the
-    result stays inside the root, so a bad path can never escape it.
+    Run ids, paths and snapshot ids are validated again here, before any filesystem call,
+    so a bad one can never reach outside its run's folder.
     """
 
     def __init__(self, root: str) -> None:
@@ -26,11 +27,16 @@ class LocalArtifactStore:
         os.makedirs(self._staging, exist_ok=True)
         _owners.sweep(self._staging)  # staged files of processes killed while uploading
 
-    def _place(self, *parts: str) -> str:
-        target = os.path.abspath(os.path.join(self.root, *parts))
-        if os.path.commonpath([target, self.root]) != self.root:
-            raise ValueError(f"artifact path escapes the artifact root: {parts!r}")
+    def _run_file(self, run_id: str, path: str) -> str:
+        """Where ``path`` of ``run_id`` lives; both are checked again, whoever validated them."""
+        folder = os.path.join(self.root, "runs", check_run_id(run_id))
+        target = os.path.join(folder, *check_artifact_path(path).split("/"))
+        if os.path.commonpath([target, folder]) != folder or target == folder:
+            raise UserError(f"artifact path {path!r} escapes its run's folder")
         return target
+
+    def _snapshot_file(self, snapshot_id: str) -> str:
+        return os.path.join(self.root, "snapshots", f"{check_snapshot_id(snapshot_id)}.zip")
 
     def stage(self, source: BinaryIO) -> tuple[str, int, str]:
         digest = hashlib.sha256()
@@ -48,9 +54,16 @@ class LocalArtifactStore:
         return staged, size, digest.hexdigest()
 
     def commit(self, staged: str, run_id: str, path: str) -> None:
-        target = self._place("runs", run_id, path)
+        target = self._run_file(run_id, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(staged, target)
+
+    def remove(self, run_id: str, path: str) -> None:
+        """Delete the bytes of ``path`` (whose record could not be stored)."""
+        try:
+            os.unlink(self._run_file(run_id, path))
+        except FileNotFoundError:
+            pass
 
     def discard(self, staged: str) -> None:
         try:
@@ -59,24 +72,24 @@ class LocalArtifactStore:
             pass
 
     def local_path(self, run_id: str, path: str) -> str | None:
-        return self._place("runs", run_id, path)
+        return self._run_file(run_id, path)
 
     def open_append(self, run_id: str, path: str) -> BinaryIO:
         """A log file that grows while a run goes; readers see each flushed write."""
-        target = self._place("runs", run_id, path)
+        target = self._run_file(run_id, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         return open(target, "ab")
 
     def open(self, run_id: str, path: str) -> BinaryIO:
         try:
-            return open(self._place("runs", run_id, path), "rb")
+            return open(self._run_file(run_id, path), "rb")
         except FileNotFoundError:
             raise NotFound(
                 f"the bytes of {path!r} of run {run_id} are missing from {self.root}"
             ) from None
 
     def put_snapshot(self, snapshot_id: str, staged: str) -> None:
-        target = self._place("snapshots", f"{snapshot_id}.zip")
+        target = self._snapshot_file(snapshot_id)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.exists(target):
             self.discard(staged)
@@ -85,6 +98,6 @@ class LocalArtifactStore:
 
     def open_snapshot(self, snapshot_id: str) -> BinaryIO:
         try:
-            return open(self._place("snapshots", f"{snapshot_id}.zip"), "rb")
+            return open(self._snapshot_file(snapshot_id), "rb")
         except FileNotFoundError:
             raise NotFound(f"snapshot {snapshot_id!r} is not in {self.root}") from None

@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .._validation import check_run_id
 from ..errors import ExperimentExecutionError, UserError
 from ..experiment import clean_tags
 from ..records import NewRun
@@ -41,6 +42,8 @@ def submit(
             f"submit() takes a ScriptRunConfig, not {type(config).__name__}: "
             "ScriptRunConfig(source_directory='.', script='train.py')"
         )
+    if run_id is not None:
+        check_run_id(run_id)  # before anything is created
     rc = config.run_config
     if rc.target != "local":
         raise UserError(f"compute target {rc.target!r} is not available; use 'local'")
@@ -70,7 +73,7 @@ def submit(
     if rc.history.snapshot_project:
         properties["ContentSnapshotId"] = snapshot_id
     properties.update(git_properties(source))
-    run_id = run_id or f"{experiment.name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    run_id = run_id or f"{experiment.name[:200]}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
     (record,) = workspace._store.create_runs(
         experiment.id,
         [

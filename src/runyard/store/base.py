@@ -7,7 +7,7 @@ The SDK talks only to :class:`Store` (records and metrics) and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ..records import (
@@ -73,7 +73,9 @@ class Store(Protocol):
     def get_histories(self, run_ids: Sequence[str]) -> dict[str, list[MetricHistory]]: ...
 
     # artifact and snapshot records (the bytes live in an ArtifactStore)
-    def add_artifact(self, record: ArtifactRecord) -> None: ...
+    def add_artifact(
+        self, record: ArtifactRecord, place: Callable[[], None] | None = None
+    ) -> None: ...
     def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[ArtifactRecord]: ...
     def get_artifact(self, run_id: str, path: str) -> ArtifactRecord: ...
     def add_snapshot(self, snapshot_id: str, size: int, files: int) -> None: ...

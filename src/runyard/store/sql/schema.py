@@ -159,11 +159,22 @@ def _supervisor_identity(cur: SqlCursor) -> None:
     )
 
 
+def _postgres_64_bit_steps(cur: SqlCursor) -> None:
+    """Steps are int64 everywhere; PostgreSQL's INTEGER is 32 bits (SQLite's is 64)."""
+    if cur.dialect == "postgresql":
+        cur.execute(
+            "ALTER TABLE metric_series ALTER COLUMN last_step TYPE BIGINT, "
+            "ALTER COLUMN count TYPE BIGINT"
+        )
+        cur.execute("ALTER TABLE metric_chunks ALTER COLUMN count TYPE BIGINT")
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
     (3, _sqlite_properties_refuse_replace),
     (4, _supervisor_identity),
+    (5, _postgres_64_bit_steps),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..._validation import check_run_id
 from ...errors import Conflict, NotFound, UserError
 from ...records import (
     TERMINAL_STATUSES,
@@ -176,6 +177,8 @@ class SqlStore:
 
     # -- runs ------------------------------------------------------------
     def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
+        for new in runs:  # ids become folder names: never '..', '/', NUL...
+            check_run_id(new.id)
         experiment = self.get_experiment(experiment_id)
         now = time.time()
 
@@ -558,22 +561,37 @@ class SqlStore:
         return metrics.get_histories(self.db, run_ids)
 
     # -- artifacts and snapshots ------------------------------------------
-    def add_artifact(self, record: ArtifactRecord) -> None:
+    def add_artifact(self, record: ArtifactRecord, place: Callable[[], None] | None = None) -> None:
+        """Record an artifact; ``place()`` puts its bytes in place before the record commits.
+
+        A name is write-once (a streaming log may be recorded again), and never both a file
+        and a folder: ``a`` and ``a/b`` cannot both exist. If ``place`` fails, nothing is
+        recorded.
+        """
+        parts = record.path.split("/")
+        above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        below = record.path + "/"
+
         def body(cur: SqlCursor) -> None:
             self._require_run(cur, record.run_id)
-            found = cur.execute(
-                "SELECT streaming FROM artifacts WHERE run_id = ? AND path = ?",
-                (record.run_id, record.path),
+            clash = cur.execute(
+                "SELECT path FROM artifacts WHERE run_id = ? AND (substr(path, 1, ?) = ?"
+                + (f" OR path IN ({_marks(len(above))})" if above else "")
+                + ") LIMIT 1",
+                (record.run_id, len(below), below, *above),
             )
-            if found and not (found[0][0] and record.streaming):
+            if clash:
                 raise Conflict(
-                    f"artifact {record.path!r} already exists in run {record.run_id}; "
-                    "artifacts are write-once: upload under another name"
+                    f"artifact {record.path!r} cannot be stored in run {record.run_id}: "
+                    f"{clash[0][0]!r} is there already, and a name cannot be both a file and "
+                    "a folder; upload under another name"
                 )
-            cur.execute(
+            upsert = "DO UPDATE SET size = excluded.size, digest = excluded.digest WHERE "
+            stored = cur.execute(
                 "INSERT INTO artifacts (run_id, path, size, digest, created_at, streaming) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, path) DO UPDATE SET "
-                "size = excluded.size, digest = excluded.digest",
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, path) "
+                + (f"{upsert}artifacts.streaming = 1" if record.streaming else "DO NOTHING")
+                + " RETURNING path",
                 (
                     record.run_id,
                     record.path,
@@ -583,6 +601,13 @@ class SqlStore:
                     int(record.streaming),
                 ),
             )
+            if not stored:
+                raise Conflict(
+                    f"artifact {record.path!r} already exists in run {record.run_id}; "
+                    "artifacts are write-once: upload under another name"
+                )
+            if place is not None:
+                place()
 
         self.db.write(body)
 

@@ -1,0 +1,161 @@
+"""Ids, names and text a hostile user passes: refused at the call, before anything is made.
+
+Run ids become folder names, so ``..``, ``.``, ``/``, NUL, lone surrogates and 10 KB ids
+must never reach a filesystem or database call; text that a database cannot store (NUL on
+PostgreSQL, lone surrogates anywhere) is refused the same way on both databases.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from runyard import Experiment, Run, ScriptRunConfig, Workspace
+from runyard.errors import UserError
+
+BAD_IDS = ["..", ".", "sweep/1", "a\\b", "a\x00b", "\udc80", "x" * 10_000, " lead", "", "a b"]
+
+
+def _files_under(root):
+    found = []
+    for folder, _dirs, files in os.walk(root):
+        found += [os.path.join(folder, f) for f in files]
+    return found
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_start_logging_refuses_a_bad_run_id_before_creating_anything(ws, bad):
+    exp = Experiment(ws, "ids")
+    with open("train.py", "w") as fh:
+        fh.write("print(1)\n")
+    with pytest.raises(UserError, match=r"run id|must not be empty"):
+        exp.start_logging(run_id=bad)
+    assert list(exp.get_runs()) == []
+    assert _files_under(os.path.join(ws.artifacts_root, "snapshots")) == []
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "sweep/1", "\udc80"])
+def test_child_runs_and_submits_refuse_a_bad_run_id(local_ws, bad, tmp_path):
+    exp = Experiment(local_ws, "ids")
+    parent = exp.start_logging(snapshot_directory=None, outputs=False)
+    with pytest.raises(UserError, match="run id"):
+        parent.child_run(run_id=bad)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("print('hi')\n")
+    with pytest.raises(UserError, match="run id"):
+        exp.submit(ScriptRunConfig(str(source), "train.py"), run_id=bad)
+    assert [r.id for r in exp.get_runs(include_children=True)] == [parent.id]
+    assert _files_under(os.path.join(local_ws.artifacts_root, "snapshots")) == []
+    parent.complete()
+
+
+def test_an_existing_run_is_never_reached_through_a_bad_id(local_ws):
+    run = Experiment(local_ws, "ids").start_logging(snapshot_directory=None, outputs=False)
+    for bad in ("..", "../" + run.id, run.id + "/..", "."):
+        with pytest.raises(UserError, match="run id"):
+            local_ws.get_run(bad)
+        with pytest.raises(UserError, match="run id"):
+            Run(run.experiment, bad)
+        with pytest.raises(UserError):
+            local_ws._artifacts.open(bad, "x.txt")
+    with pytest.raises(UserError):
+        local_ws._artifacts.open(run.id, "../other/x.txt")
+    run.complete()
+
+
+def test_get_context_refuses_a_bad_run_id_in_the_environment(local_ws, monkeypatch):
+    monkeypatch.setenv("RUNYARD_URI", local_ws.uri)
+    monkeypatch.setenv("RUNYARD_RUN_ID", "..")
+    with pytest.raises(UserError, match="RUNYARD_RUN_ID"):
+        Run.get_context()
+
+
+BAD_TEXT = ["a\x00b", "bad \udc80 text"]
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+def test_text_a_database_cannot_store_is_refused_on_both_databases(ws, bad):
+    run = Experiment(ws, "text").start_logging(snapshot_directory=None, outputs=False)
+    run.tag("kept", "1")
+    run.add_properties({"p": "1"})
+    calls = [
+        lambda: run.tag("t", bad),
+        lambda: run.tag(bad, "v"),
+        lambda: run.set_tags({"t": bad}),
+        lambda: run.add_properties({"q": bad}),
+        lambda: run.add_properties({bad: "v"}),
+        lambda: setattr(run, "display_name", bad),
+        lambda: setattr(run, "description", bad),
+        lambda: run.log(bad, 1.0),
+        lambda: run.log_row("table", **{"col": 1, bad: 2}),
+        lambda: run.experiment.tag("t", bad),
+        lambda: Experiment(ws, "text").start_logging(
+            snapshot_directory=None, outputs=False, display_name=bad
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(UserError):
+            call()
+    fresh = ws.get_run(run.id)
+    assert fresh.tags == {"kept": "1"}
+    assert fresh.properties == {"p": "1"}
+    assert fresh.display_name is None
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert len(list(Experiment(ws, "text").get_runs())) == 1
+
+
+def test_a_surrogate_metric_name_does_not_poison_the_run(ws):
+    run = Experiment(ws, "poison").start_logging(snapshot_directory=None, outputs=False)
+    run.log("good", 1.0)
+    with pytest.raises(UserError, match="surrogate"):
+        run.log("bad\udc80", 2.0)
+    run.log("good", 3.0)
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert run.get_metrics() == {"good": [1.0, 3.0]}
+
+
+def test_a_step_beyond_64_bits_on_an_existing_series_is_refused_at_the_call(ws):
+    run = Experiment(ws, "poison").start_logging(snapshot_directory=None, outputs=False)
+    other = Experiment(ws, "poison").start_logging(snapshot_directory=None, outputs=False)
+    other.log("fine", 1.0)
+    run.log("a", 1, step=1)
+    run.flush()
+    for step in (2**70, 2**63, -(2**63) - 1):
+        with pytest.raises(UserError, match="64 bits"):
+            run.log("a", 2, step=step)
+    run.log("a", 3, step=2**63 - 1)
+    run.log("b", 4)
+    assert other.get_metrics() == {"fine": 1.0}
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert run.get_metric_history("a").steps == [1, 2**63 - 1]
+    assert run.get_metrics() == {"a": [1, 3], "b": 4}
+
+
+def test_a_run_the_store_refuses_does_not_break_reads_of_other_runs(local_ws, tmp_path):
+    """Another process makes run A's series a list; A's scalar points can never be stored."""
+    exp = Experiment(local_ws, "poison")
+    poisoned = exp.start_logging(snapshot_directory=None, outputs=False)
+    poisoned.log("warmup", 1.0)
+    poisoned.flush()  # the buffer now knows the stored series
+    elsewhere = Workspace(local_ws.uri).get_run(poisoned.id)
+    elsewhere.log_list("m", [1, 2])
+    elsewhere.flush()
+    poisoned.log("m", 5.0)  # a scalar under a list's name: the store refuses it
+    healthy = exp.start_logging(snapshot_directory=None, outputs=False)
+    healthy.log("x", 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert healthy.get_metrics() == {"x": 1.0}
+        with pytest.raises(UserError, match="list"):
+            poisoned.flush()
+        poisoned.log("after", 2.0)
+        poisoned.complete()
+    assert poisoned.get_metrics() == {"warmup": 1.0, "m": [1, 2], "after": 2.0}
+    assert poisoned.get_status() == "Completed"
+    healthy.complete()
