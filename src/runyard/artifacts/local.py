@@ -8,6 +8,7 @@ import tempfile
 from typing import BinaryIO
 
 from .. import _owners
+from .._folders import make_folder
 from .._validation import check_artifact_path, check_run_id, check_snapshot_id
 from ..errors import NotFound, UserError
 
@@ -24,7 +25,7 @@ class LocalArtifactStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._staging = os.path.join(self.root, ".staging")
-        os.makedirs(self._staging, exist_ok=True)
+        make_folder(self._staging, "artifact")
         _owners.sweep(self._staging)  # staged files of processes killed while uploading
 
     def _run_file(self, run_id: str, path: str) -> str:

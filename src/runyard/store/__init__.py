@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from .._folders import make_folder
 from ..errors import NotFound, UserError
 from .base import Store, iter_runs
 
@@ -68,7 +69,7 @@ def open_store(uri: str, create: bool = True) -> Store:
     directory = os.path.dirname(target)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UserError(f"cannot use {directory!r} as a workspace: it is a file, not a folder")
-    os.makedirs(directory, exist_ok=True)
+    make_folder(directory, "workspace")
     return SqlStore(SqliteDatabase(target), uri)
 
 

@@ -179,8 +179,25 @@ MIGRATIONS = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def current_version(db: Database) -> int:
+    """The schema version of ``db`` (0 for a database runyard has not set up), read only."""
+    exists = (
+        "SELECT to_regclass('runyard_schema') IS NOT NULL"
+        if db.dialect == "postgresql"
+        else "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'runyard_schema')"
+    )
+    if not db.read(exists)[0][0]:
+        return 0
+    return int(db.read("SELECT MAX(version) FROM runyard_schema")[0][0] or 0)
+
+
 def migrate(db: Database) -> int:
-    """Bring the database to the latest schema; safe when many processes open it at once."""
+    """Bring the database to the latest schema; safe when many processes open it at once.
+
+    A database already at the latest version is only read, never written.
+    """
+    if current_version(db) == LATEST:
+        return LATEST
 
     def body(cur: SqlCursor) -> int:
         if cur.dialect == "postgresql":

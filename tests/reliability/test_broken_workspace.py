@@ -1,0 +1,64 @@
+"""A workspace whose files are broken gives one clear error naming the file: never a raw
+``sqlite3.DatabaseError`` or ``OSError``, in the SDK and in the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runyard import Experiment, Workspace
+from runyard.errors import RunyardError
+
+
+def _good(tmp_path):
+    ws = Workspace(str(tmp_path / "good"))
+    run = Experiment(ws, "e").start_logging(snapshot_directory=None, outputs=False)
+    for i in range(2000):
+        run.log_row("rows", i=i, text="padding " * 10)
+    run.complete()
+    ws._store.close()
+    with open(tmp_path / "good" / "runyard.db", "rb") as fh:
+        return fh.read()
+
+
+def _break(tmp_path, how):
+    folder = tmp_path / how
+    folder.mkdir()
+    db = folder / "runyard.db"
+    if how == "corrupt":
+        db.write_bytes(b"this is not a database " * 500)
+    elif how == "truncated":
+        data = _good(tmp_path)
+        db.write_bytes(data[: len(data) // 3])
+    elif how == "folder":
+        db.mkdir()
+    elif how == "under-a-file":
+        folder.rmdir()
+        folder.write_text("a file where the workspace folder should be")
+        return str(folder / "ws"), str(folder)
+    return str(folder), str(db)
+
+
+@pytest.mark.parametrize("how", ["corrupt", "truncated", "folder", "under-a-file"])
+def test_a_broken_workspace_is_one_clear_error(tmp_path, how):
+    uri, named = _break(tmp_path, how)
+    with pytest.raises(RunyardError) as caught:
+        ws = Workspace(uri)
+        list(Experiment(ws, "e").get_runs())  # a truncated file fails on its first real read
+    message = str(caught.value)
+    assert named in message
+    assert any(hint in message for hint in ("backup", "move it away", "not a folder"))
+    cli = subprocess.run(
+        [sys.executable, "-m", "runyard.cli", "run", "list", "-e", "e", "--workspace", uri],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.startswith("error: ") and named in cli.stderr
+    assert "Traceback" not in cli.stderr and cli.stderr.count("\n") == 1
+    if how != "under-a-file":
+        assert os.path.exists(named)  # left as it was for the user to rescue
