@@ -137,3 +137,38 @@ def test_run_configuration_errors(tmp_path):
         ScriptRunConfig(
             str(tmp_path), "x.py", run_config=RunConfiguration(), environment=Environment()
         )
+
+
+USES_THE_SDK = """
+import sys
+import click, pathspec, psutil, yaml   # runyard's own dependencies
+from runyard import Run, ScriptRunConfig
+run = Run.get_context()
+child = run.submit_child(ScriptRunConfig(".", "child.py"))   # a supervisor in this venv
+details = child.wait_for_completion(raise_on_error=False)
+run.log("child_status", details["status"])
+print("parent ran in", sys.prefix)
+"""
+
+CHILD_IN_VENV = """
+import sys
+import psutil
+from runyard import Run
+Run.get_context().log("child_prefix", sys.prefix)
+"""
+
+
+def test_a_script_in_a_pip_environment_can_use_the_whole_sdk(project, tmp_path):
+    wheel = _wheel(tmp_path)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"{wheel}\n")
+    env = Environment.from_pip_requirements("sdk", str(requirements))
+    project.script("parent.py", USES_THE_SDK)
+    project.script("child.py", CHILD_IN_VENV)
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "parent.py", environment=env))
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Completed", run.get_details_with_logs()["logFiles"]
+    assert run.get_metrics()["child_status"] == "Completed"
+    (child,) = run.get_children()
+    venv = child.get_metrics()["child_prefix"]
+    assert venv != sys.prefix and venv.endswith(env.requirements_hash())

@@ -29,7 +29,7 @@ from ..errors import RunyardError
 from ..records import TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
 from ..workspace import Workspace
-from . import process_tree
+from . import process_tree, shim
 from .failure import RunFailure
 from .run_configuration import RunConfiguration
 from .script_run_config import command_line
@@ -40,6 +40,9 @@ ENVIRONMENT_LOG = "system_logs/environment.txt"
 STATUS_POLL = 0.2
 WATCH_EVERY = 2.0
 STDERR_TAIL = 30
+# what a script inherits of runyard's own variables besides its run's identity: the
+# workspace, the shim of the virtualenv it may run in (and its child runs' supervisors)
+_PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", shim.ENV_VAR)
 
 
 def cancel_grace() -> float:
@@ -172,7 +175,7 @@ class Supervisor:
         os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
         env = os.environ.copy()
         for key in list(env):
-            if key.startswith("RUNYARD_") and key not in ("RUNYARD_URI", "RUNYARD_ARTIFACTS"):
+            if key.startswith("RUNYARD_") and key not in _PASSED_ON:
                 env.pop(key)
         env.update(self.rc.environment.environment_variables)
         env.update({k: str(v) for k, v in self.rc.environment_variables.items()})
@@ -190,8 +193,7 @@ class Supervisor:
             from .virtualenvs import prepare_virtualenv
 
             with self._open_log(ENVIRONMENT_LOG) as log:
-                interpreter, shim = prepare_virtualenv(self.ws, environment, log)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [shim, env.get("PYTHONPATH")]))
+                interpreter, env[shim.ENV_VAR] = prepare_virtualenv(self.ws, environment, log)
         argv = command_line(self.rc, interpreter)
         self.say("command: " + " ".join(argv))
         return argv, env

@@ -8,13 +8,12 @@ half-built one (which is thrown away and built again).
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import shutil
 import subprocess
 from typing import TYPE_CHECKING, BinaryIO
 
-from . import process_tree
+from . import process_tree, shim
 from .failure import RunFailure
 
 if TYPE_CHECKING:
@@ -22,14 +21,12 @@ if TYPE_CHECKING:
     from .environment import Environment
 
 READY = ".runyard-ready"
-# what a script needs of the submitting installation to call Run.get_context()
-SHARED_MODULES = ("runyard", "psycopg", "psycopg_binary", "psycopg_c", "typing_extensions")
 
 
 def prepare_virtualenv(
     workspace: Workspace, environment: Environment, log: BinaryIO
 ) -> tuple[str, str]:
-    """Build or reuse the environment; return (its python, a folder for PYTHONPATH)."""
+    """Build or reuse the environment; return (its python, its shim folder: see shim.py)."""
     key = environment.requirements_hash()
     assert key is not None
     root = os.path.join(workspace._local_root(), "envs")
@@ -42,8 +39,9 @@ def prepare_virtualenv(
             _write(log, f"reusing environment {key} at {target}\n")
         else:
             _build(environment, target, python, log)
-        shim = _shim(target)
-    return python, shim
+        shim.install_hook(target, log)
+        folder = shim.build(target)
+    return python, folder
 
 
 def _write(log: BinaryIO, text: str) -> None:
@@ -92,22 +90,3 @@ def _step(log: BinaryIO, argv: list[str], what: str) -> None:
             "system_logs/environment.txt. Its last lines:\n" + "\n".join(lines),
             "EnvironmentBuildFailed",
         )
-
-
-def _shim(target: str) -> str:
-    """A folder of links to runyard (and its database driver) from the submitting install."""
-    shim = os.path.join(target, "runyard-shim")
-    shutil.rmtree(shim, ignore_errors=True)
-    os.makedirs(shim)
-    for name in SHARED_MODULES:
-        spec = importlib.util.find_spec(name)
-        if spec is None:
-            continue
-        if spec.submodule_search_locations:
-            source = next(iter(spec.submodule_search_locations))
-        elif spec.origin:
-            source = spec.origin
-        else:
-            continue
-        os.symlink(source, os.path.join(shim, os.path.basename(source)))
-    return shim
