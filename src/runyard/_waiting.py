@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _loans
 from .errors import ActivityFailedError, ExperimentExecutionError
 from .records import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
@@ -75,19 +79,9 @@ def wait_for_completion(
     if show_output:
         out.write(f"RunId: {run.id}\n")
         out.flush()
-    delay = 0.2
     try:
-        while True:
-            status = run.get_status()
-            if tail is not None:
-                tail.pump(out)
-            if status in stop_at and (status != "CancelRequested" or not show_output):
-                break
-            if tail is not None:
-                time.sleep(STREAM_POLL)
-            else:
-                time.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
+        with _lending_slot(run):
+            _poll(run, out, tail, stop_at, show_output)
     except KeyboardInterrupt:
         raise ExperimentExecutionError(
             "The output streaming for the run interrupted.\nBut the run is still executing. "
@@ -112,6 +106,49 @@ def wait_for_completion(
             out.write(f"Error:\n{text}\n")
             out.flush()
     return details
+
+
+def _poll(run: Run, out: Any, tail: _LogTail | None, stop_at: set[str], show_output: bool) -> None:
+    delay = 0.2
+    while True:
+        status = run.get_status()
+        if tail is not None:
+            tail.pump(out)
+        if status in stop_at and (status != "CancelRequested" or not show_output):
+            break
+        if tail is not None:
+            time.sleep(STREAM_POLL)
+        else:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+
+@contextlib.contextmanager
+def _lending_slot(run: Run) -> Iterator[None]:
+    """Inside a submitted script, lend its local slot while it waits for a descendant run.
+
+    The script does not execute while it waits, so one of its descendants may run in its
+    slot (see ``_loans``); without this, a parent waiting for its children with one slot
+    would wait forever.
+    """
+    me = os.environ.get("RUNYARD_RUN_ID")
+    folder = os.environ.get(_loans.FOLDER_VAR)
+    if not me or not folder or run._record.heartbeat is None or not _descends(run, me):
+        yield
+        return
+    with _loans.lend(folder, me):
+        yield
+
+
+def _descends(run: Run, ancestor: str) -> bool:
+    parent = run._record.parent_id
+    seen: set[str] = set()
+    while parent is not None and parent not in seen and len(seen) < 100:
+        if parent == ancestor:
+            return True
+        seen.add(parent)
+        parent = run._store.get_run(parent).parent_id
+    return False
 
 
 def _write(out: Any, text: str) -> None:

@@ -89,7 +89,7 @@ run.log("parent", run.parent.id)
 
 
 def test_a_parent_script_submits_three_child_scripts_and_waits(project):
-    project.ws.max_concurrent_runs = 1  # children share their parent's slot: no deadlock
+    project.ws.max_concurrent_runs = 1  # the waiting parent lends its slot: no deadlock
     project.script("parent.py", PARENT)
     project.script("child.py", CHILD)
     run = project.exp.submit(ScriptRunConfig(str(project.root), "parent.py"))

@@ -40,6 +40,49 @@ def test_one_slot_runs_one_at_a_time_in_submission_order(project, tmp_path):
         assert before[2] <= after[1], "two runs overlapped with one slot"
 
 
+def _peak(spans):
+    events = sorted([(s[1], 1) for s in spans] + [(s[2], -1) for s in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+PARENT_OF_FOUR = """
+import json, sys, time
+from runyard import Run, ScriptRunConfig
+run = Run.get_context()
+stamps = sys.argv[1]
+
+def busy(seconds):
+    start = time.time()
+    time.sleep(seconds)
+    with open(stamps, "a") as fh:
+        fh.write(json.dumps(["parent", start, time.time()]) + "\\n")
+
+config = lambda i: ScriptRunConfig(".", "stamp.py", [stamps, 0.3, f"child{i}"])
+children = [run.submit_child(config(i)) for i in range(4)]
+busy(0.6)  # the parent executes: its slot is its own
+for child in children:
+    child.wait_for_completion()  # the parent waits: one child at a time may use its slot
+busy(0.2)
+"""
+
+
+def test_children_of_a_waiting_parent_share_its_slot_one_at_a_time(project, tmp_path):
+    project.ws.max_concurrent_runs = 1
+    project.script("stamp.py", STAMP)
+    project.script("parent.py", PARENT_OF_FOUR)
+    stamps = tmp_path / "stamps.txt"
+    parent = project.exp.submit(ScriptRunConfig(str(project.root), "parent.py", [str(stamps)]))
+    assert parent.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    spans = _spans(stamps)
+    assert sorted(s[0] for s in spans) == [*(f"child{i}" for i in range(4)), "parent", "parent"]
+    assert _peak(spans) == 1, spans  # never more runs executing than slots
+    assert {c.get_status() for c in parent.get_children()} == {"Completed"}
+
+
 def test_many_runs_two_slots_none_lost_none_twice(project, tmp_path):
     project.script("stamp.py", STAMP)
     stamps = tmp_path / "stamps.txt"
@@ -51,12 +94,7 @@ def test_many_runs_two_slots_none_lost_none_twice(project, tmp_path):
         assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
     spans = _spans(stamps)
     assert sorted(int(s[0]) for s in spans) == list(range(16))
-    events = sorted([(s[1], 1) for s in spans] + [(s[2], -1) for s in spans])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    assert peak <= 2
+    assert _peak(spans) <= 2
 
 
 def test_a_killed_supervisor_fails_its_run_at_once_and_frees_its_slot(project):

@@ -2,7 +2,9 @@
 
 A slot is an OS file lock (``flock``) on ``<folder>/slot-<i>.lock``. The lock belongs to
 the supervisor process: when it exits or is killed, the kernel releases it, so a crash
-can never leave a slot taken.
+can never leave a slot taken. The holder writes its run id into the file (for messages).
+A run's slot may be lent to its descendant runs while its script waits for them (see
+``runyard._loans``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ class Slots:
         self.count = count
         os.makedirs(folder, exist_ok=True)
 
-    def try_acquire(self) -> int | None:
+    def try_acquire(self, holder: str = "") -> int | None:
         """Take a free slot and return its file descriptor (keep it open), or None."""
         for index in range(self.count):
             fd = os.open(os.path.join(self.folder, f"slot-{index}.lock"), os.O_CREAT | os.O_RDWR)
@@ -28,8 +30,25 @@ class Slots:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode(), 0)
             return fd
         return None
+
+    def holders(self) -> list[str]:
+        """The run ids holding slots now (as they wrote them)."""
+        found = []
+        for index in range(self.count):
+            path = os.path.join(self.folder, f"slot-{index}.lock")
+            fd = os.open(path, os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                found.append(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+        return found
 
     def busy(self) -> int:
         """How many slots are taken right now."""

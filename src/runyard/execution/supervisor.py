@@ -23,7 +23,7 @@ import traceback
 import zipfile
 from typing import Any, BinaryIO
 
-from .. import _liveness, _owners
+from .. import _liveness, _loans, _owners
 from .._waiting import STD_LOG
 from ..errors import RunyardError
 from ..records import TERMINAL_STATUSES, RunQuery
@@ -41,8 +41,9 @@ STATUS_POLL = 0.2
 WATCH_EVERY = 2.0
 STDERR_TAIL = 30
 # what a script inherits of runyard's own variables besides its run's identity: the
-# workspace, the shim of the virtualenv it may run in (and its child runs' supervisors)
-_PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", shim.ENV_VAR)
+# workspace and its slot count, the shim of the virtualenv it may run in (all also for
+# the supervisors of the child runs it submits)
+_PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", "RUNYARD_MAX_CONCURRENT_RUNS", shim.ENV_VAR)
 
 
 def cancel_grace() -> float:
@@ -134,29 +135,57 @@ class Supervisor:
             for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
                 self._register_log(path)
             if slot is not None:
+                if _loans.settle(self.slots.folder, self.run.id):
+                    self.say("its slot was lent: no descendant run uses it any more")
                 os.close(slot)
             _owners.remove(os.path.dirname(self.folder))
 
-    def wait_for_slot(self) -> int | None:
-        if self.run._record.parent_id is not None:
-            self.say("a child run shares its parent's slot")
-            return None
+    def wait_for_slot(self) -> int:
+        """Take a free local slot, or the slot an ancestor run lends while it waits.
+
+        Runs take free slots in submission order; a lent slot goes to a descendant of the
+        lender whatever its place in the queue.
+        """
+        lenders = self._ancestors()
         self.say(f"waiting for one of {self.slots.count} local slots")
+        told = False
         while True:
             _liveness.expire_silent_runs(self.store, self.ws._artifacts)
             if self.current() not in ("Queued", "NotResponding"):
                 raise Stop(self.run.status)
+            if lenders:
+                borrowed = _loans.try_borrow(self.slots.folder, lenders)
+                if borrowed is not None:
+                    self.say(f"runs in the slot of {borrowed[1]}, lent while that run waits")
+                    return borrowed[0]
             if not self._earlier_waiting():
-                slot = self.slots.try_acquire()
+                slot = self.slots.try_acquire(self.run.id)
                 if slot is not None:
                     return slot
+            if lenders and not told:
+                holders = self.slots.holders()
+                if len(holders) == self.slots.count and set(holders) <= set(lenders):
+                    told = True
+                    self.say(
+                        "every slot is held by this run's parent runs: a parent lends its "
+                        "slot while it waits in wait_for_completion()"
+                    )
             time.sleep(0.1)
+
+    def _ancestors(self) -> list[str]:
+        """Parent, grandparent… of this run, nearest first."""
+        found: list[str] = []
+        parent = self.run._record.parent_id
+        while parent is not None and parent not in found and len(found) < 100:
+            found.append(parent)
+            parent = self.store.get_run(parent).parent_id
+        return found
 
     def _earlier_waiting(self) -> bool:
         """Is a run submitted before this one still waiting? Asks only for older runs."""
         me = self.run._record
         for status in ("NotStarted", "Queued"):
-            query = RunQuery(status=status, top_level_only=True, type="azureml.scriptrun")
+            query = RunQuery(status=status, type="azureml.scriptrun")
             older = self.store.search_runs(query, after=(me.created, me.number), limit=50)
             if any(other.target == "local" for other in older):
                 return True
@@ -187,6 +216,7 @@ class Supervisor:
             RUNYARD_OUTPUT_DIRECTORY="outputs",
             PYTHONUNBUFFERED="1",
         )
+        env[_loans.FOLDER_VAR] = self.slots.folder  # the script may lend its slot
         environment = self.rc.environment
         interpreter = environment.python.interpreter()
         if environment.requirements_hash():
