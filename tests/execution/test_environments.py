@@ -82,6 +82,8 @@ def test_a_failed_install_fails_the_run_with_pips_error(project, tmp_path):
     assert "pip install failed" in error["message"] and "no_such_package" in error["message"]
     log = run.get_details_with_logs()["logFiles"]["system_logs/environment.txt"]
     assert "no_such_package" in log
+    half_built = Path(project.ws._local_root()) / "envs" / env.requirements_hash()
+    assert not half_built.exists()  # not left on disk until a later build
 
 
 def test_from_pip_requirements_needs_a_readable_file(tmp_path):

@@ -130,14 +130,25 @@ class Supervisor:
             self.abort(f"runyard's supervisor failed: {type(exc).__name__}: {exc}", "SystemError")
         finally:
             self._stop_beating.set()
+            self.clean_up(slot)
+
+    def clean_up(self, slot: int | None) -> None:
+        """Keep the logs, give the slot back, remove the run folder: each whatever fails."""
+        try:
             self.say(f"done: {self.current()}")
-            self._log.close()
-            for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
-                self._register_log(path)
-            if slot is not None:
+        except BaseException as exc:  # the store may be what failed
+            self.say(f"done; the status cannot be read: {exc}")
+        if slot is not None:
+            try:  # before the slot goes back, no descendant may still run in it
                 if _loans.settle(self.slots.folder, self.run.id):
                     self.say("its slot was lent: no descendant run uses it any more")
+            finally:
                 os.close(slot)
+        self._log.close()
+        try:
+            for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
+                self._register_log(path)
+        finally:
             _owners.remove(os.path.dirname(self.folder))
 
     def wait_for_slot(self) -> int:

@@ -38,7 +38,11 @@ def prepare_virtualenv(
         if os.path.exists(os.path.join(target, READY)):
             _write(log, f"reusing environment {key} at {target}\n")
         else:
-            _build(environment, target, python, log)
+            try:
+                _build(environment, target, python, log)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)  # a half-built environment
+                raise
         shim.install_hook(target, log)
         folder = shim.build(target)
     return python, folder
@@ -83,7 +87,7 @@ def _step(log: BinaryIO, argv: list[str], what: str) -> None:
     if returncode != 0:
         log.flush()
         with open(log.name, "rb") as fh:
-            fh.seek(log_start)
+            fh.seek(max(log_start, os.fstat(fh.fileno()).st_size - 65536))
             lines = fh.read().decode("utf-8", "replace").strip().splitlines()[-15:]
         raise RunFailure(
             f"{what} failed (exit code {returncode}); the full log is "
