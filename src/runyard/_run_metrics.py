@@ -8,6 +8,7 @@ import json
 import os
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -348,14 +349,15 @@ class MetricsMixin:
         """
         flush_all(self.id)  # what this process logged for this run, through any handle
         if not recursive:
-            histories = self._store.get_histories([self.id]).get(self.id, [])
+            found = self._store.get_histories([self.id], name, values_only=True)
+            histories = found.get(self.id, [])
             return self._shape(self.id, histories, name, populate)
         ids = [self.id] if run_type in (None, getattr(self, "type", None)) else []
         for record in iter_runs(self._store, RunQuery(root_id=self.id, type=run_type)):
             ids.append(record.id)
         flush_all(ids)
         result = {}
-        for run_id, histories in self._store.get_histories(ids).items():
+        for run_id, histories in self._store.get_histories(ids, name, values_only=True).items():
             shaped = self._shape(run_id, histories, name, populate)
             if shaped:
                 result[run_id] = shaped
@@ -373,7 +375,7 @@ class MetricsMixin:
         for history in histories:
             if name is not None and history.name != name:
                 continue
-            values: list[Any] = history.values
+            values: Sequence[Any] = history.values
             if history.kind == "table":
                 columns: dict[str, list[Any]] = {}
                 for row in values:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 RUNNING_STATUSES = (
     "NotStarted",
@@ -123,13 +125,78 @@ class SeriesSummary:
     last_step: int | None
 
 
+class Column(Sequence[Any]):
+    """One column of a metric series (steps, values or times), read-only and list-like.
+
+    It indexes, slices, iterates and compares with ``==`` like a list, without making a
+    Python object per point until one is asked for: a million-point series reads in the
+    time its bytes take to arrive. ``list(column)`` or ``column.tolist()`` gives a list;
+    ``numpy.asarray(column)`` shares its memory when the values are packed numbers.
+
+        >>> Column(range(3)) == [0, 1, 2]
+        True
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Sequence[Any]) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> Column: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return Column(self._data[index])
+        return self._data[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Column):
+            other = other._data
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = self.tolist() if len(self) <= 10 else [*self[:5], "...", *self[-3:]]
+        return f"Column({shown!r}, len={len(self)})"
+
+    def tolist(self) -> list[Any]:
+        data = self._data
+        return data.tolist() if isinstance(data, array) else list(data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy
+
+        data = self._data
+        if isinstance(data, array):
+            kind = {"d": numpy.float64, "q": numpy.int64}[data.typecode]
+            result = numpy.frombuffer(data, dtype=kind)
+        elif isinstance(data, range):
+            result = numpy.arange(data.start, data.stop, data.step, dtype=numpy.int64)
+        else:
+            result = numpy.asarray(list(data))
+        return result if dtype is None else result.astype(dtype)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricHistory:
+    """Every point of one series, oldest first: ``steps``, ``values``, ``times``."""
+
     name: str
     kind: str
-    steps: list[int]
-    values: list[Any]
-    times: list[float]
+    steps: Sequence[int]
+    values: Sequence[Any]
+    times: Sequence[float]
 
 
 @dataclass(frozen=True, slots=True)

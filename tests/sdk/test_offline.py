@@ -199,7 +199,7 @@ SCRIPT = textwrap.dedent(
     run.flush()
     summary = {
         "metrics": run.get_metrics(),
-        "steps": run.get_metric_history("loss").steps,
+        "steps": run.get_metric_history("loss").steps.tolist(),
         "tags": run.get_tags(),
         "author": run.get_properties().get("author"),
         "status": run.get_status(),

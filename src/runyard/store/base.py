@@ -70,7 +70,12 @@ class Store(Protocol):
     def log_batch(self, run_id: str, series: Sequence[SeriesAppend]) -> None: ...
     def list_series(self, run_ids: Sequence[str]) -> list[SeriesSummary]: ...
     def get_history(self, run_id: str, name: str) -> MetricHistory: ...
-    def get_histories(self, run_ids: Sequence[str]) -> dict[str, list[MetricHistory]]: ...
+    def get_histories(
+        self, run_ids: Sequence[str], name: str | None = None, values_only: bool = False
+    ) -> dict[str, list[MetricHistory]]:
+        """Series of ``run_ids`` (only ``name`` if given; without steps and times if
+        ``values_only``)."""
+        ...
 
     # artifact and snapshot records (the bytes live in an ArtifactStore)
     def add_artifact(
@@ -84,8 +89,18 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def iter_runs(store: Store, query: RunQuery, page: int = 500) -> Iterable[RunRecord]:
-    """All runs matching ``query``, newest first, fetched a page at a time."""
+def iter_runs(
+    store: Store, query: RunQuery, page: int = 500, max_page: int = 5000
+) -> Iterable[RunRecord]:
+    """All runs matching ``query``, newest first, fetched a page at a time.
+
+    The first page is small, for callers that want only the newest runs; later pages grow
+    to ``max_page``, because every page costs one query however few runs it returns. With
+    tag or property filters every page costs about the same whatever its size (the matches
+    are found and sorted each time), so the first page is a large one too.
+    """
+    if query.tags or query.properties:
+        page = max_page
     after: tuple[float, int] | None = None
     while True:
         batch = store.search_runs(query, after=after, limit=page)
@@ -93,3 +108,4 @@ def iter_runs(store: Store, query: RunQuery, page: int = 500) -> Iterable[RunRec
         if len(batch) < page:
             return
         after = (batch[-1].created, batch[-1].number)
+        page = max_page

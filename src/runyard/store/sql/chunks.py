@@ -54,6 +54,15 @@ def decode_values(encoding: str, data: bytes) -> list[Any]:
     raise ValueError(f"unknown metric chunk encoding {encoding!r}")
 
 
+def unpack_values(encoding: str, data: bytes) -> Sequence[Any]:
+    """Like ``decode_values``, but packed numbers stay packed (an array, no objects)."""
+    if encoding == "f8":
+        return _unpack("d", data)
+    if encoding == "i8":
+        return _unpack("q", data)
+    return decode_values(encoding, data)
+
+
 def encode_steps(steps: Sequence[Any]) -> bytes:
     """int64 steps; consecutive steps (the usual case) shrink to a 17-byte range."""
     if isinstance(steps, range) and steps.step == 1:
@@ -71,6 +80,14 @@ def decode_steps(data: bytes) -> list[int]:
     return _unpack("q", data).tolist()
 
 
+def unpack_steps(data: bytes) -> range | array[int]:
+    """Like ``decode_steps``, but a range stays a range and other steps stay packed."""
+    if len(data) % 8 == 1 and data[:1] == _RANGE:
+        start, count = _unpack("q", data[1:]).tolist()
+        return range(start, start + count)
+    return _unpack("q", data)
+
+
 _RANGE = b"R"
 
 
@@ -80,6 +97,10 @@ def encode_times(times: list[float]) -> bytes:
 
 def decode_times(data: bytes) -> list[float]:
     return _unpack("d", data).tolist()
+
+
+def unpack_times(data: bytes) -> array[float]:
+    return _unpack("d", data)
 
 
 def numeric_range(

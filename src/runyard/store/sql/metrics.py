@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import groupby, pairwise
+from operator import itemgetter
 from typing import Any
 
 from ...errors import Conflict
-from ...records import MetricHistory, SeriesAppend, SeriesSummary
+from ...records import Column, MetricHistory, SeriesAppend, SeriesSummary
 from . import chunks
 from .database import Database, SqlCursor
 
@@ -107,9 +109,13 @@ def list_series(db: Database, run_ids: Sequence[str]) -> list[SeriesSummary]:
 
 
 def get_histories(
-    db: Database, run_ids: Sequence[str], name: str | None = None
+    db: Database, run_ids: Sequence[str], name: str | None = None, values_only: bool = False
 ) -> dict[str, list[MetricHistory]]:
-    """Every point of every series of ``run_ids`` (or of the series ``name``)."""
+    """Every point of every series of ``run_ids`` (or of the series ``name``).
+
+    ``values_only`` leaves steps and times out (empty lists), which ``get_metrics`` never
+    shows: they are neither read nor decoded.
+    """
     if not run_ids:
         return {}
     params: list[Any] = list(run_ids)
@@ -117,21 +123,55 @@ def get_histories(
     if name is not None:
         extra = " AND s.name = ?"
         params.append(name)
+    columns = "c.encoding, c.points" if values_only else "c.encoding, c.points, c.steps, c.times"
     rows = db.read(
-        "SELECT s.run_id, s.name, s.kind, c.encoding, c.steps, c.points, c.times "
+        f"SELECT s.run_id, s.name, s.kind, {columns} "
         "FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.name = s.name "
         f"WHERE s.run_id IN ({_in(run_ids)}){extra} ORDER BY s.run_id, s.name, c.seq",
         params,
     )
     result: dict[str, list[MetricHistory]] = {}
-    current: MetricHistory | None = None
-    current_run = ""
-    for run_id, series_name, kind, encoding, steps, points, times in rows:
-        if current is None or (run_id, series_name) != (current_run, current.name):
-            current = MetricHistory(series_name, kind, [], [], [])
-            current_run = run_id
-            result.setdefault(run_id, []).append(current)
-        current.steps.extend(chunks.decode_steps(bytes(steps)))
-        current.values.extend(chunks.decode_values(encoding, bytes(points)))
-        current.times.extend(chunks.decode_times(bytes(times)))
+    for (run_id, series_name, kind), group in groupby(rows, key=itemgetter(0, 1, 2)):
+        parts = list(group)
+        packed = [(r[3], bytes(r[4])) for r in parts]
+        if values_only:
+            history = MetricHistory(series_name, kind, [], _join_values(packed), [])
+        else:
+            history = MetricHistory(
+                series_name,
+                kind,
+                Column(_join_steps([bytes(r[5]) for r in parts])),
+                Column(_join_values(packed, keep_packed=True)),
+                Column(chunks.unpack_times(b"".join(bytes(r[6]) for r in parts))),
+            )
+        result.setdefault(run_id, []).append(history)
     return result
+
+
+def _join_values(parts: list[tuple[str, bytes]], keep_packed: bool = False) -> Sequence[Any]:
+    """Decode a series' chunks at once when they share a packed encoding (the usual case)."""
+    encodings = {encoding for encoding, _ in parts}
+    if len(encodings) == 1 and encodings <= {"f8", "i8"}:
+        joined = b"".join(data for _, data in parts)
+        encoding = parts[0][0]
+        if keep_packed:
+            return chunks.unpack_values(encoding, joined)
+        return chunks.decode_values(encoding, joined)
+    values: list[Any] = []
+    for encoding, data in parts:
+        values.extend(chunks.decode_values(encoding, data))
+    return values
+
+
+def _join_steps(parts: list[bytes]) -> Sequence[int]:
+    """One range when every chunk's steps continue the last one's (the usual case)."""
+    pieces = [chunks.unpack_steps(data) for data in parts]
+    ranges = [p for p in pieces if isinstance(p, range) and len(p)]
+    if len(ranges) == sum(1 for p in pieces if len(p)) and all(
+        a.stop == b.start for a, b in pairwise(ranges)
+    ):
+        return range(ranges[0].start, ranges[-1].stop) if ranges else range(0)
+    steps: list[int] = []
+    for piece in pieces:
+        steps.extend(piece)
+    return steps

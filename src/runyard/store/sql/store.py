@@ -324,24 +324,34 @@ class SqlStore:
                 params.append(value)
         if query.top_level_only:
             where.append("r.parent_id IS NULL")
+        # Tag and property filters drive the query: their matches are found through the
+        # (key, value, run_id) indexes and only those runs are read and sorted, instead of
+        # walking every run of the experiment (CROSS JOIN keeps SQLite to that order).
+        matches: list[str] = []
+        match_params: list[Any] = []
         for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
             for key, value in filters.items():
                 if value is None:
-                    where.append(f"r.id IN (SELECT run_id FROM {table} WHERE key = ?)")
-                    params.append(key)
+                    matches.append(f"SELECT run_id FROM {table} WHERE key = ?")
+                    match_params.append(key)
                 else:
-                    where.append(
-                        f"r.id IN (SELECT run_id FROM {table} WHERE key = ? AND value = ?)"
-                    )
-                    params.extend((key, value))
+                    matches.append(f"SELECT run_id FROM {table} WHERE key = ? AND value = ?")
+                    match_params.extend((key, value))
+        source = _RUN_FROM
+        if matches:
+            source = f"({' INTERSECT '.join(matches)}) m CROSS JOIN runs r CROSS JOIN experiments e"
+            where[:0] = ["r.id = m.run_id", "e.id = r.experiment_id"]
         if after is not None:
             where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
             params.extend((after[0], after[0], after[1]))
         sql = (
-            f"{prefix}SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} "
+            f"{prefix}SELECT {_RUN_COLUMNS} FROM {source} "
             f"WHERE {' AND '.join(where) or '1 = 1'} "
             f"ORDER BY r.created_at DESC, r.number DESC LIMIT {int(limit)}"
         )
+        if matches:  # the recursive CTE's parameter comes first, then the filters' own
+            cte = params[:1] if prefix else []
+            params = [*cte, *match_params, *params[len(cte) :]]
         return self._hydrate(self.db.read(sql, params))
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
@@ -557,8 +567,10 @@ class SqlStore:
             raise NotFound(f"run {run_id} has no metric named {name!r}")
         return found[0]
 
-    def get_histories(self, run_ids: Sequence[str]) -> dict[str, list[MetricHistory]]:
-        return metrics.get_histories(self.db, run_ids)
+    def get_histories(
+        self, run_ids: Sequence[str], name: str | None = None, values_only: bool = False
+    ) -> dict[str, list[MetricHistory]]:
+        return metrics.get_histories(self.db, run_ids, name, values_only)
 
     # -- artifacts and snapshots ------------------------------------------
     def add_artifact(self, record: ArtifactRecord, place: Callable[[], None] | None = None) -> None:
