@@ -55,10 +55,7 @@ def _digest(path):
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_sigkill_at_any_moment_leaves_only_whole_things(database, tmp_path, request):
-    if database == "sqlite":
-        uri = str(tmp_path / "ws")
-    else:
-        uri = request.getfixturevalue("pg_uri")
+    uri = str(tmp_path / "ws") if database == "sqlite" else request.getfixturevalue("pg_uri")
     artifacts = str(tmp_path / "artifacts")
     blob = tmp_path / "blob.bin"
     blob.write_bytes(os.urandom(3_000_000))
