@@ -92,3 +92,35 @@ def test_show_output_streams_a_20_mb_log_to_its_last_byte(project, tmp_path):
     end = text.rindex(b"\nExecution Summary")
     assert text[start:end] == log  # every byte, the last line included
     assert text[start:end].endswith("the very last line: é\n".encode())
+
+
+LEFTOVER_WRITER = """
+import subprocess, sys
+code = '''
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)   # stopped only by SIGKILL, after the grace
+with open(sys.argv[1], "w") as truth:
+    for i in range(100000):
+        line = f"leftover {i}"
+        print(line, flush=True)       # into the run's log
+        truth.write(line + "\\\\n")     # and, once it is written there, into the truth
+        truth.flush()
+        time.sleep(0.002)
+'''
+import os, time
+subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], start_new_session=True)
+while not os.path.exists(sys.argv[1]) or os.path.getsize(sys.argv[1]) < 500:
+    time.sleep(0.01)   # it writes steadily: now end the script
+print("script done", flush=True)
+"""
+
+
+def test_output_of_leftover_processes_is_kept_to_the_end(project, tmp_path, monkeypatch):
+    truth = tmp_path / "truth.txt"
+    project.script("leaves.py", LEFTOVER_WRITER)
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "leaves.py", [str(truth)]))
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    written = truth.read_text().splitlines()
+    logged = [ln for ln in project.log_text(run).splitlines() if ln.startswith("leftover")]
+    assert len(written) > 100
+    assert logged[: len(written)] == written  # nothing it wrote before it was stopped is lost

@@ -197,3 +197,19 @@ def test_a_suspended_supervisor_with_an_old_heartbeat_is_not_failed_on_its_machi
         supervisor.resume()
     run.cancel()
     assert run.wait_for_completion(wait_post_processing=True)["status"] == "Canceled"
+
+
+def test_a_supervisor_stopped_with_sigterm_stops_the_script_and_fails_the_run(project, tmp_path):
+    pid_file = tmp_path / "pid.txt"
+    project.script(
+        "sleepy.py",
+        "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "print('up', flush=True)\ntime.sleep(600)\n",
+    )
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py", [str(pid_file)]))
+    wait_until(lambda: "up" in project.log_text(run), timeout=30)
+    supervisor_of(run.id).send_signal(signal.SIGTERM)
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["error"]["code"] == "Terminated"
+    assert not _alive(int(pid_file.read_text()))
