@@ -18,6 +18,7 @@ from collections.abc import Collection
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from ._validation import check_text
 from .errors import RunyardError, UserError
 from .records import SeriesAppend
 
@@ -53,6 +54,8 @@ class MetricBuffer:
 
     def series_for(self, name: str, kind: str, description: str) -> Series:
         """The pending series ``name``, checking its kind against what is stored."""
+        if description:  # stored as text: refused here, never in the middle of a batch
+            check_text(description, f"description of metric {name!r}", 5000)
         with self._lock:  # two threads logging a new name must share one Series
             return self._series_for(name, kind, description)
 

@@ -224,6 +224,7 @@ class FilesMixin:
         """
         if not os.path.isdir(folder):
             return
+        missed: list[str] = []
         for rel, full in _walk(folder):
             name = f"{prefix}/{rel}"
             try:
@@ -238,7 +239,16 @@ class FilesMixin:
                     self._put(name, fh, streaming=True)
             except Conflict:
                 warnings.warn(f"{name} was uploaded as a regular file; kept", stacklevel=2)
+            except (OSError, RunyardError) as exc:
+                missed.append(f"{name} ({exc})")
+                continue
             self._synced[name] = stamp
+        if missed:
+            raise StoreError(
+                f"{len(missed)} file(s) of {folder} could not be stored in run {self.id}: "
+                + "; ".join(missed[:5])
+                + (" ..." if len(missed) > 5 else "")
+            )
 
     def take_snapshot(self, file_or_folder_path: str) -> str:
         """Snapshot a folder for a run that has none yet; return the snapshot id."""

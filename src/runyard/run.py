@@ -342,7 +342,7 @@ class Run(MetricsMixin, FilesMixin):
     def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
         """Store what the run holds, then set ``status``; Completed only if all was stored."""
         problems: builtins.list[RunyardError] = []
-        for store_what_it_holds in (self.flush, self._collect_outputs):
+        for store_what_it_holds in (self.flush, self._collect_outputs, self._sync_logs):
             try:
                 store_what_it_holds()
             except RunyardError as exc:
@@ -362,6 +362,11 @@ class Run(MetricsMixin, FilesMixin):
             _process.untrack(self)
         if problems:
             raise problems[0]
+
+    def _sync_logs(self) -> None:
+        """Upload ``./logs`` of a ``with`` block (the files changed since the last upload)."""
+        if self._logs_dir is not None and not self._system_managed:
+            self._sync_folder(self._logs_dir, "logs")
 
     def complete(self, _set_status: bool = True) -> None:
         """Flush metrics, collect ``./outputs``, mark the run Completed."""
@@ -439,7 +444,6 @@ class Run(MetricsMixin, FilesMixin):
             if os.path.isfile(local_copy):  # an older runyard's file: the capture is the log
                 info = os.stat(local_copy)
                 self._synced[USER_LOG] = (info.st_size, info.st_mtime_ns)
-            self._sync_folder(self._logs_dir, "logs")
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.complete()
         elif _process.terminated:

@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
-from runyard.errors import UserError
+from runyard.errors import StoreError, UserError
 
 BAD_IDS = ["..", ".", "sweep/1", "a\\b", "a\x00b", "\udc80", "x" * 10_000, " lead", "", "a b"]
 
@@ -159,3 +159,30 @@ def test_a_run_the_store_refuses_does_not_break_reads_of_other_runs(local_ws, tm
     assert poisoned.get_metrics() == {"warmup": 1.0, "m": [1, 2], "after": 2.0}
     assert poisoned.get_status() == "Completed"
     healthy.complete()
+
+
+def test_a_metric_description_a_database_cannot_store_is_refused_at_the_call(ws):
+    run = Experiment(ws, "poison").start_logging(snapshot_directory=None, outputs=False)
+    with pytest.raises(UserError, match="description"):
+        run.log("a", 1.0, description="bad\x00")
+    with pytest.raises(UserError, match="description"):
+        run.log_list("b", [1, 2], description="bad \udc80")
+    run.log("a", 2.0, description="fine")
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert run.get_metrics() == {"a": 2.0}
+
+
+@pytest.mark.parametrize("folder", ["outputs", "logs"])
+def test_a_file_whose_name_cannot_be_stored_fails_the_run_and_says_which(local_ws, folder):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "good.txt"), "w") as fh:
+        fh.write("kept")
+    with open(os.path.join(folder, "bad\nname.txt"), "w") as fh:
+        fh.write("a control character in its name")
+    with pytest.raises(StoreError, match="control character"):
+        with Experiment(local_ws, "names").start_logging(snapshot_directory=None) as run:
+            run.log("x", 1.0)
+    assert run.get_status() == "Failed"
+    assert "bad\\nname.txt" in run.get_details()["error"]["error"]["message"]
+    assert f"{folder}/good.txt" in run.get_file_names()
