@@ -180,9 +180,9 @@ def test_a_file_whose_name_cannot_be_stored_fails_the_run_and_says_which(local_w
         fh.write("kept")
     with open(os.path.join(folder, "bad\nname.txt"), "w") as fh:
         fh.write("a control character in its name")
-    with pytest.raises(StoreError, match="control character"):
-        with Experiment(local_ws, "names").start_logging(snapshot_directory=None) as run:
-            run.log("x", 1.0)
+    run = Experiment(local_ws, "names").start_logging(snapshot_directory=None)
+    with pytest.raises(StoreError, match="control character"), run:
+        run.log("x", 1.0)
     assert run.get_status() == "Failed"
     assert "bad\\nname.txt" in run.get_details()["error"]["error"]["message"]
     assert f"{folder}/good.txt" in run.get_file_names()

@@ -25,7 +25,7 @@ def test_columns_behave_like_lists(run):
         run.log("loss", float(i), step=i * 10)
     history = run.get_metric_history("loss")
     assert history.steps == [0, 10, 20, 30, 40, 50, 60, 70]
-    assert [0, 10, 20, 30, 40, 50, 60, 70] == history.steps
+    assert [0, 10, 20, 30, 40, 50, 60, 70] == history.steps  # noqa: SIM300 - reflected ==
     assert history.values[-1] == 7.0 and history.values[1:3] == [0.5, 1.0]
     assert len(history.times) == 8 and sorted(history.times) == list(history.times)
     assert history.steps != [0, 10]
