@@ -94,7 +94,15 @@ def supervisor_alive(run: SupervisedRun) -> bool | None:
 
 
 def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: SupervisedRun) -> int:
-    """Fail a run whose supervisor process is gone; its stderr goes into logs and error."""
+    """Fail a run whose supervisor process is gone; its stderr goes into logs and error.
+
+    A run whose cancel was requested is Canceled: nothing of it runs any more.
+    """
+    if run.status == "CancelRequested":
+        record = store.set_status(run.id, "Canceled", only_from=("CancelRequested",))
+        if record.status == "Canceled" and artifacts is not None:
+            keep_supervisor_stderr(store, artifacts, run.id)
+        return int(record.status == "Canceled")
     pid = run.supervisor.split("-")[1] if run.supervisor else "?"
     message = (
         f"the run's supervisor (process {pid} on this machine) ended without finishing the run; "
@@ -112,13 +120,12 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
         "error": {"code": "SupervisorDied", "message": message},
         "time": _format_time(time.time()),
     }
-    before = run.status
     record = store.set_status(run.id, "Failed", error=error)
     if record.status != "Failed" or (record.error or {}).get("error", {}).get("message") != message:
-        return 0  # finished meanwhile, or another reader failed it first
+        return 0  # finished meanwhile
     if artifacts is not None:
         keep_supervisor_stderr(store, artifacts, run.id)
-    return int(before != "Failed")
+    return 1
 
 
 # -- the supervisor's stderr ------------------------------------------------------------

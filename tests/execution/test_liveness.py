@@ -82,3 +82,13 @@ def test_on_the_supervisors_machine_the_process_decides_not_the_clock(ws):
     assert ws._store.get_run(dead_fresh).status == "Running"
     assert _liveness.expire_silent_runs(ws._store, ws._artifacts, dead_fresh) == 1
     assert ws._store.get_run(dead_fresh).status == "Failed"
+
+
+def test_a_cancel_requested_run_whose_supervisor_is_gone_is_canceled(ws):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    name = _owners.process_name(child.pid, zombie_ok=True)
+    child.wait()
+    run_id = _beating_run(ws, name)
+    ws._store.set_status(run_id, "CancelRequested")
+    assert _liveness.expire_silent_runs(ws._store, ws._artifacts, run_id) == 1
+    assert ws._store.get_run(run_id).status == "Canceled"
