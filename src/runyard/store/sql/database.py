@@ -99,28 +99,14 @@ class Database:
         whole body runs again, so it must not have side effects outside the database (or
         make them repeatable).
         """
-        deadline = time.monotonic() + RETRY_SECONDS
-        delay = 0.002
-        lost = 0
-        if self._pid != os.getpid():
-            self._after_fork()
-        with self._lock:
-            while True:
-                try:
-                    return self._transaction(self.connection(), body)
-                except BaseException as exc:
-                    if self._is_lost(exc):
-                        self._drop_connection()
-                        lost += 1
-                        if lost <= LOST_CONNECTION_RETRIES:
-                            continue
-                    elif self._is_retryable(exc) and time.monotonic() < deadline:
-                        time.sleep(delay * (1 + random.random()))
-                        delay = min(delay * 2, 0.25)
-                        continue
-                    self._raise(exc)
+        return self._retrying(lambda conn: self._transaction(conn, body))
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._retrying(lambda conn: self._read(conn, sql, params))
+
+    def _retrying(self, attempt: Callable[[Any], T]) -> T:
+        """``attempt(connection)`` again while the database is locked (for up to two
+        minutes) or the connection is lost (a few times, each on a new connection)."""
         deadline = time.monotonic() + RETRY_SECONDS
         delay = 0.002
         lost = 0
@@ -129,8 +115,8 @@ class Database:
         with self._lock:
             while True:
                 try:
-                    return self._read(self.connection(), sql, params)
-                except Exception as exc:
+                    return attempt(self.connection())
+                except BaseException as exc:
                     if self._is_lost(exc):
                         self._drop_connection()
                         lost += 1
