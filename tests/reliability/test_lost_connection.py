@@ -31,13 +31,19 @@ class DroppingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.armed_on: bytes | None = None
+        self.deliver = True
+        self.half_open = False
         self.cuts = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, statement: bytes) -> None:
-        """Cut the next connection that sends ``statement``, after the server got it."""
+    def arm(self, statement: bytes, deliver: bool = True, half_open: bool = False) -> None:
+        """Cut the next connection that sends ``statement``, after the server got it (or,
+        with ``deliver=False``, instead of passing it on). ``half_open`` cuts the client's
+        side only, as a network partition does: the server's session waits on."""
         self.armed_on = statement
+        self.deliver = deliver
+        self.half_open = half_open
 
     def _accept(self) -> None:
         while True:
@@ -56,6 +62,7 @@ class DroppingProxy:
     def _pipe(
         self, src: socket.socket, dst: socket.socket, upstream: bool, cut: threading.Event
     ) -> None:
+        keep: socket.socket | None = None
         try:
             while data := src.recv(1 << 16):
                 if cut.is_set():
@@ -65,19 +72,23 @@ class DroppingProxy:
                     self.armed_on = None
                     self.cuts += 1
                     cut.set()  # from now on, nothing the server says reaches the client
-                dst.sendall(data)
+                if not armed or self.deliver:
+                    dst.sendall(data)
                 if armed:
-                    time.sleep(0.3)  # the server executes the statement
+                    time.sleep(0.3 if self.deliver else 0)  # the server executes it
+                    keep = dst if self.half_open else None
                     for sock in (src, dst):
                         with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
+                            if sock is not keep:
+                                sock.shutdown(socket.SHUT_RDWR)
                     return
         except OSError:
             pass
         finally:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
-                    sock.close()
+                    if sock is not keep:
+                        sock.close()
 
     def close(self) -> None:
         self.listener.close()
@@ -115,6 +126,39 @@ def test_connection_cut_after_commit_is_sent_stores_the_batch_once(proxy):
     store.log_batch("r", [_series([2.0, 3.0])])  # committed, answer lost: not again
     assert proxy.cuts == 1
     assert store.get_history("r", "loss").values == [1.0, 2.0, 3.0]
+    store.close()
+
+
+def test_commit_lost_on_its_way_runs_the_write_again_once(proxy):
+    """COMMIT never reaches the server: it rolls back, and the write runs again (the
+    error is not raised although the connection that reported it has been replaced)."""
+    proxy, uri = proxy
+    store = open_store(uri)
+    exp = store.get_or_create_experiment("cut")
+    store.create_runs(exp.id, [NewRun(id="r")])
+    store.log_batch("r", [_series([1.0])])
+    proxy.arm(b"COMMIT", deliver=False)
+    store.log_batch("r", [_series([2.0, 3.0])])
+    assert proxy.cuts == 1
+    assert store.get_history("r", "loss").values == [1.0, 2.0, 3.0]
+    store.close()
+
+
+def test_commit_lost_in_a_network_partition_ends_the_waiting_session(proxy, monkeypatch):
+    """The client's side is cut before COMMIT arrives, the server's side stays open: the
+    server's session would wait (holding its locks) for as long as TCP lets it. runyard
+    ends that session, learns that the transaction was rolled back, and writes again."""
+    from runyard.store.sql import database
+
+    monkeypatch.setattr(database, "RETRY_SECONDS", 10.0)  # was: waited out, then failed
+    proxy, uri = proxy
+    store = open_store(uri)
+    exp = store.get_or_create_experiment("cut")
+    store.create_runs(exp.id, [NewRun(id="r")])
+    proxy.arm(b"COMMIT", deliver=False, half_open=True)
+    store.log_batch("r", [_series([1.0, 2.0])])
+    assert proxy.cuts == 1
+    assert store.get_history("r", "loss").values == [1.0, 2.0]
     store.close()
 
 

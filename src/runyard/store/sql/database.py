@@ -145,7 +145,7 @@ class Database:
     def _raise(self, exc: BaseException) -> NoReturn:
         if not isinstance(exc, Exception) or isinstance(exc, RunyardError):
             raise exc
-        cause = exc.__cause__ if isinstance(exc, _Retry) else exc
+        cause = exc.__cause__ if isinstance(exc, _Retry | _LostUncommitted) else exc
         clear = self._storage_error(cause or exc)
         if clear is not None:
             raise clear from exc
@@ -196,6 +196,11 @@ os.register_at_fork(
 
 class _Retry(Exception):
     """Raised inside a transaction body when the database reported a lock conflict."""
+
+
+class _LostUncommitted(Exception):
+    """The connection was lost during COMMIT and the server says it rolled the transaction
+    back: nothing was applied, so the write runs again (on a new connection)."""
 
 
 class SqlCursor:
@@ -366,7 +371,8 @@ class PostgresDatabase(Database):
         import psycopg
         import psycopg.errors as pe
 
-        if isinstance(exc, pe.AdminShutdown | pe.CrashShutdown | pe.IdleSessionTimeout):
+        gone = (_LostUncommitted, pe.AdminShutdown, pe.CrashShutdown, pe.IdleSessionTimeout)
+        if isinstance(exc, gone):
             return True
         conn = self._conn
         return isinstance(exc, psycopg.OperationalError) and (
@@ -390,6 +396,7 @@ class PostgresDatabase(Database):
         cur = conn.cursor()
         committing = False
         xid = None
+        backend = conn.info.backend_pid
         try:
             cur.execute("BEGIN; SELECT txid_current()")  # one round trip
             cur.nextset()
@@ -400,9 +407,11 @@ class PostgresDatabase(Database):
             return result
         except BaseException as exc:
             if committing and xid is not None and self._is_lost(exc):
-                if self._outcome(xid) == "committed":
+                if self._outcome(xid, backend) == "committed":
                     return result
-                raise  # rolled back by the server: the caller runs it again
+                # rolled back by the server: run it again. Say so explicitly, because by
+                # now the connection the error came from has been replaced by a healthy one
+                raise _LostUncommitted() from exc
             if not (conn.closed or conn.broken):
                 try:
                     conn.execute("ROLLBACK")
@@ -413,16 +422,29 @@ class PostgresDatabase(Database):
             if not cur.closed:
                 cur.close()
 
-    def _outcome(self, xid: int) -> str:
-        """Whether the transaction ``xid``, whose COMMIT got no answer, committed."""
+    def _outcome(self, xid: int, backend: int) -> str:
+        """Whether the transaction ``xid``, whose COMMIT got no answer, committed.
+
+        While the server says "in progress", the session that ran it (process ``backend``)
+        may not have noticed that its client is gone (a network cut leaves it waiting for a
+        COMMIT that will never come, holding its locks); it is ended, so that the server
+        rolls the transaction back, unless the COMMIT got there first.
+        """
         deadline = time.monotonic() + RETRY_SECONDS
         while True:
             self._drop_connection()
             try:
-                rows = self._read(self.connection(), "SELECT txid_status(?)", (xid,))
+                conn = self.connection()
+                rows = self._read(conn, "SELECT txid_status(?)", (xid,))
                 status = rows[0][0]
                 if status in ("committed", "aborted"):
                     return str(status)
+                self._read(  # only the session still inside this very transaction
+                    conn,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid = ? AND backend_xid::text = ?",
+                    (backend, str(xid % 2**32)),
+                )
             except Exception:
                 pass  # the server is still unreachable: ask again
             if time.monotonic() > deadline:
