@@ -131,7 +131,8 @@ class Column(Sequence[Any]):
     It indexes, slices, iterates and compares with ``==`` like a list, without making a
     Python object per point until one is asked for: a million-point series reads in the
     time its bytes take to arrive. ``list(column)`` or ``column.tolist()`` gives a list;
-    ``numpy.asarray(column)`` shares its memory when the values are packed numbers.
+    ``numpy.asarray(column)`` is one fast copy when the values are packed numbers
+    (``numpy.asarray(column, copy=False)`` shares them, read-only).
 
         >>> Column(range(3)) == [0, 1, 2]
         True
@@ -175,12 +176,16 @@ class Column(Sequence[Any]):
         return data.tolist() if isinstance(data, array) else list(data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        """A numpy array of its own, as from a list (one fast copy of packed values);
+        ``copy=False`` shares the packed values instead, read-only: a Column never changes."""
         import numpy
 
         data = self._data
         if isinstance(data, array):
             kind = {"d": numpy.float64, "q": numpy.int64}[data.typecode]
-            result = numpy.frombuffer(data, dtype=kind)
+            result = numpy.frombuffer(memoryview(data).toreadonly(), dtype=kind)
+            if copy is not False:
+                result = result.copy()
         elif isinstance(data, range):
             result = numpy.arange(data.start, data.stop, data.step, dtype=numpy.int64)
         else:

@@ -65,3 +65,18 @@ def test_get_metrics_by_name_reads_that_series_only(run):
     assert run.get_metrics(name="a") == {"a": [1.0, 2.0]}
     assert run.get_metrics(name="t") == {"t": {"x": 1, "y": 2}}
     assert run.get_metrics(name="missing") == {}
+
+
+def test_numpy_arrays_of_a_column_never_change_it(run):
+    for i in range(4):
+        run.log("loss", float(i))
+    values = run.get_metric_history("loss").values
+    mine = numpy.array(values)
+    mine[0] = 99.0
+    centred = numpy.asarray(values)
+    centred -= 1.0  # what one does with an array from a list
+    assert values == [0.0, 1.0, 2.0, 3.0]
+    view = numpy.asarray(values, copy=False)
+    with pytest.raises(ValueError, match="read-only"):
+        view[0] = 5.0
+    assert values[0] == 0.0
