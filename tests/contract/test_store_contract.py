@@ -326,3 +326,44 @@ def test_silent_runs_become_not_responding_then_failed(store):
     assert failed.status == "Failed" and failed.end is not None
     assert "heartbeat" in failed.error["error"]["message"]
     assert store.expire_silent_runs(0.1, 0.2) == 0
+
+
+@pytest.mark.parametrize("named_limit", [50_000, 3])  # matches named by id, or walked
+def test_tag_and_property_filters_page_through_every_match_once(store, monkeypatch, named_limit):
+    from runyard.store.sql import store as sql_store
+
+    monkeypatch.setattr(sql_store, "_MAX_NAMED_MATCHES", named_limit)
+    exp, other = _exp(store), _exp(store, "other")
+    (parent,) = _runs(store, exp, {"id": "parent", "tags": {"g": "1"}})
+    specs = [
+        {
+            "id": f"r{i:03d}",
+            "tags": {"g": str(i % 3), "flag": None} if i % 2 else {"g": str(i % 3)},
+            "properties": {"p": "x" if i % 5 else "y"},
+            "parent_id": "parent" if i % 7 == 0 else None,
+        }
+        for i in range(120)
+    ]
+    _runs(store, exp, *specs)
+    _runs(store, other, {"id": "elsewhere", "tags": {"g": "1", "flag": None}})
+
+    def ids(**filters):
+        query = RunQuery(experiment_id=exp.id, **filters)
+        return [r.id for r in iter_runs(store, query, page=7, max_page=11)]
+
+    def expected(keep):
+        chosen = [s["id"] for s in specs if keep(s)]
+        return sorted(chosen, reverse=True)  # created together: newest number first
+
+    got = ids(tags={"g": "1", "flag": None}, properties={"p": "x"})
+    want = expected(
+        lambda s: s["tags"]["g"] == "1" and "flag" in s["tags"] and s["properties"]["p"] == "x"
+    )
+    assert got == want and len(set(got)) == len(got)
+    top = ids(tags={"g": "1"}, top_level_only=True)
+    assert top == expected(lambda s: s["tags"]["g"] == "1" and not s["parent_id"]) + ["parent"]
+    assert ids(tags={"g": "9"}) == []
+    under = [
+        r.id for r in iter_runs(store, RunQuery(root_id="parent", tags={"flag": None}), page=2)
+    ]
+    assert under == expected(lambda s: s["parent_id"] and "flag" in s["tags"])

@@ -16,6 +16,7 @@ A forked child never touches its parent's connection or lock: it gets its own of
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -67,6 +68,13 @@ class Database:
 
     def sql(self, text: str) -> str:
         return text
+
+    def in_list(self, expression: str) -> str:
+        """``expression`` is one of the values of the ``list_param`` that follows."""
+        return f"{expression} IN (SELECT value FROM json_each(?))"
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return json.dumps(list(values))
 
     # -- shared ----------------------------------------------------------
     def connection(self) -> Any:
@@ -356,6 +364,12 @@ class PostgresDatabase(Database):
 
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
+
+    def in_list(self, expression: str) -> str:
+        return f"{expression} = ANY(?)"
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return list(values)
 
     def _cursor(self, conn: Any) -> Any:
         return conn.cursor(binary=True)  # bytea without hex encoding: 5x faster reads

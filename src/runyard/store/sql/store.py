@@ -37,6 +37,16 @@ _LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
 
 
+_MAX_NAMED_MATCHES = 50_000
+
+
+def _having(table: str, key: str, value: str | None) -> tuple[str, tuple[str, ...]]:
+    """The runs of ``table`` (tags or properties) with ``key`` (and ``value``, if given)."""
+    if value is None:
+        return f"SELECT run_id FROM {table} WHERE key = ?", (key,)
+    return f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value)
+
+
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -313,6 +323,14 @@ class SqlStore:
             )
             params.append(query.root_id)
             where.append("r.id IN (SELECT id FROM subtree)")
+        matched = self._matching_ids(query)
+        if matched is not None:
+            if not matched:
+                return []
+            # the matches are few enough to name: both databases then fetch them by primary
+            # key and sort only them, whatever their statistics say
+            where.append(self.db.in_list("r.id"))
+            params.append(self.db.list_param(matched))
         for column, value in (
             ("r.experiment_id", query.experiment_id),
             ("r.parent_id", query.parent_id),
@@ -324,35 +342,42 @@ class SqlStore:
                 params.append(value)
         if query.top_level_only:
             where.append("r.parent_id IS NULL")
-        # Tag and property filters drive the query: their matches are found through the
-        # (key, value, run_id) indexes and only those runs are read and sorted, instead of
-        # walking every run of the experiment (CROSS JOIN keeps SQLite to that order).
-        matches: list[str] = []
-        match_params: list[Any] = []
-        for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
-            for key, value in filters.items():
-                if value is None:
-                    matches.append(f"SELECT run_id FROM {table} WHERE key = ?")
-                    match_params.append(key)
-                else:
-                    matches.append(f"SELECT run_id FROM {table} WHERE key = ? AND value = ?")
-                    match_params.extend((key, value))
-        source = _RUN_FROM
-        if matches:
-            source = f"({' INTERSECT '.join(matches)}) m CROSS JOIN runs r CROSS JOIN experiments e"
-            where[:0] = ["r.id = m.run_id", "e.id = r.experiment_id"]
+        if matched is None:
+            for table, filters in (
+                ("run_tags", query.tags),
+                ("run_properties", query.properties),
+            ):
+                for key, value in filters.items():
+                    select, values = _having(table, key, value)
+                    where.append(f"r.id IN ({select})")
+                    params.extend(values)
         if after is not None:
             where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
             params.extend((after[0], after[0], after[1]))
         sql = (
-            f"{prefix}SELECT {_RUN_COLUMNS} FROM {source} "
+            f"{prefix}SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} "
             f"WHERE {' AND '.join(where) or '1 = 1'} "
             f"ORDER BY r.created_at DESC, r.number DESC LIMIT {int(limit)}"
         )
-        if matches:  # the recursive CTE's parameter comes first, then the filters' own
-            cte = params[:1] if prefix else []
-            params = [*cte, *match_params, *params[len(cte) :]]
         return self._hydrate(self.db.read(sql, params))
+
+    def _matching_ids(self, query: RunQuery) -> list[str] | None:
+        """Ids of the runs whose tags and properties match, if there are filters and the
+        matches are at most ``_MAX_NAMED_MATCHES`` (found through the (key, value, run_id)
+        indexes); None otherwise, and the query walks the runs instead."""
+        selects: list[str] = []
+        params: list[Any] = []
+        for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
+            for key, value in filters.items():
+                select, values = _having(table, key, value)
+                selects.append(select)
+                params.extend(values)
+        if not selects:
+            return None
+        rows = self.db.read(
+            f"{' INTERSECT '.join(selects)} LIMIT {_MAX_NAMED_MATCHES + 1}", params
+        )
+        return None if len(rows) > _MAX_NAMED_MATCHES else [r[0] for r in rows]
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         unknown = set(fields) - _UPDATABLE
