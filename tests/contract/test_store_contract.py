@@ -334,7 +334,7 @@ def test_tag_and_property_filters_page_through_every_match_once(store, monkeypat
 
     monkeypatch.setattr(sql_store, "_MAX_NAMED_MATCHES", named_limit)
     exp, other = _exp(store), _exp(store, "other")
-    (parent,) = _runs(store, exp, {"id": "parent", "tags": {"g": "1"}})
+    (_parent,) = _runs(store, exp, {"id": "parent", "tags": {"g": "1"}})
     specs = [
         {
             "id": f"r{i:03d}",
@@ -361,7 +361,7 @@ def test_tag_and_property_filters_page_through_every_match_once(store, monkeypat
     )
     assert got == want and len(set(got)) == len(got)
     top = ids(tags={"g": "1"}, top_level_only=True)
-    assert top == expected(lambda s: s["tags"]["g"] == "1" and not s["parent_id"]) + ["parent"]
+    assert top == [*expected(lambda s: s["tags"]["g"] == "1" and not s["parent_id"]), "parent"]
     assert ids(tags={"g": "9"}) == []
     under = [
         r.id for r in iter_runs(store, RunQuery(root_id="parent", tags={"flag": None}), page=2)
