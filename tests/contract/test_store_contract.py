@@ -367,3 +367,16 @@ def test_tag_and_property_filters_page_through_every_match_once(store, monkeypat
         r.id for r in iter_runs(store, RunQuery(root_id="parent", tags={"flag": None}), page=2)
     ]
     assert under == expected(lambda s: s["parent_id"] and "flag" in s["tags"])
+
+
+def test_create_runs_refuses_a_missing_experiment_and_a_taken_id_changing_nothing(store):
+    exp = _exp(store)
+    assert store.create_runs(exp.id, []) == []
+    with pytest.raises(NotFound, match="no experiment"):
+        _runs(store, type("E", (), {"id": "missing"})(), {"id": "a"})
+    _runs(store, exp, {"id": "a"})
+    with pytest.raises(Conflict, match="'a' already exists"):
+        _runs(store, exp, {"id": "b"}, {"id": "a"})
+    (c,) = _runs(store, exp, {"id": "c"})
+    assert c.number == 2  # the refused batch took no numbers
+    assert [r.id for r in store.search_runs(RunQuery(experiment_id=exp.id))] == ["c", "a"]

@@ -189,10 +189,22 @@ class SqlStore:
     def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
         for new in runs:  # ids become folder names: never '..', '/', NUL...
             check_run_id(new.id)
-        experiment = self.get_experiment(experiment_id)
+        ids = [r.id for r in runs]
+        if len(set(ids)) != len(ids):
+            raise Conflict("run ids given to create_runs are not unique")
+        if not runs:
+            return []
         now = time.time()
 
         def body(cur: SqlCursor) -> list[RunRecord]:
+            counted = cur.execute(
+                "UPDATE experiments SET run_counter = run_counter + ? WHERE id = ? "
+                "RETURNING run_counter, name",
+                (len(runs), experiment_id),
+            )
+            if not counted:
+                raise NotFound(f"no experiment with id {experiment_id!r} in {self.uri}")
+            last, experiment_name = counted[0]
             parents = {r.parent_id for r in runs if r.parent_id}
             roots: dict[str, str] = {}
             for parent_id in parents:
@@ -207,37 +219,31 @@ class SqlStore:
                         "run lives in its parent's experiment"
                     )
                 roots[parent_id] = found[0][0]
-            ids = [r.id for r in runs]
-            if len(set(ids)) != len(ids):
-                raise Conflict("run ids given to create_runs are not unique")
-            taken = cur.execute(f"SELECT id FROM runs WHERE id IN ({_marks(len(ids))})", ids)
-            if taken:
-                raise Conflict(f"a run with id {taken[0][0]!r} already exists; choose another id")
-            last = cur.execute(
-                "UPDATE experiments SET run_counter = run_counter + ? WHERE id = ? "
-                "RETURNING run_counter",
-                (len(runs), experiment_id),
-            )[0][0]
             records = []
             for offset, new in enumerate(runs):
                 number = last - len(runs) + 1 + offset
                 root = roots[new.parent_id] if new.parent_id else new.id
                 started = now if new.status == "Running" else None
                 record = RunRecord(
-                    new.id, experiment_id, experiment.name, new.parent_id, root, number,
+                    new.id, experiment_id, experiment_name, new.parent_id, root, number,
                     new.name, new.display_name, new.description, new.type, new.target,
                     new.status, now, started, None, now if new.heartbeat else None, None,
                     new.run_definition,
                     new.snapshot_id, new.submitted_by, dict(new.tags), dict(new.properties),
                 )  # fmt: skip
                 records.append(record)
-            cur.executemany(
+            row = f"({_marks(17)})"
+            inserted = cur.execute(
                 "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
                 "display_name, description, type, target, status, created_at, started_at, "
                 "heartbeat_at, run_definition, submitted_by, snapshot_id) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_run_row(r) for r in records],
+                + ", ".join([row] * len(records))
+                + " ON CONFLICT (id) DO NOTHING RETURNING id",
+                [value for r in records for value in _run_row(r)],
             )
+            if len(inserted) < len(records):
+                taken = sorted(set(ids) - {r[0] for r in inserted})
+                raise Conflict(f"a run with id {taken[0]!r} already exists; choose another id")
             beating = [r.id for r in runs if r.heartbeat]
             if beating:  # the first heartbeat, by the database's clock like every later one
                 cur.execute(
