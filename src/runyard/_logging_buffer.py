@@ -109,15 +109,22 @@ class MetricBuffer:
             except BaseException as exc:
                 for _name, series, batch in reversed(taken):
                     series.points[0:0] = batch  # keep them for the next attempt
-                self.error = exc
+                self._note(exc)
             else:
-                self.error = None
+                self._note(None)
             self._raise_pending(raise_errors)
+
+    def _note(self, exc: BaseException | None) -> None:
+        """Remember how the last write went. Points dropped for good (a UserError) stay
+        reported until a flush that raises says so: a later write that succeeds must not
+        hide them (``complete()`` would mark the run Completed without them)."""
+        if not isinstance(self.error, UserError):
+            self.error = exc
 
     def _write_one_by_one(
         self, taken: list[tuple[str, Series, list[Point]]], appends: list[SeriesAppend]
     ) -> None:
-        for (name, _series, _batch), append in zip(taken, appends, strict=True):
+        for (name, series, batch), append in zip(taken, appends, strict=True):
             try:
                 self.store.log_batch(self.run_id, [append])
             except UserError as exc:  # can never be stored: say so, don't retry forever
@@ -127,6 +134,9 @@ class MetricBuffer:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+            except BaseException as exc:  # the store failed, not the points: write them later
+                series.points[0:0] = batch
+                self._note(exc)
 
     def _raise_pending(self, raise_errors: bool) -> None:
         if raise_errors and self.error is not None:

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 
 from runyard import Experiment, Workspace
+from runyard._logging_buffer import flush_all
+from runyard.errors import Conflict
 from runyard.records import NewRun, SeriesAppend
 from runyard.store import open_store
 
@@ -235,3 +237,31 @@ def test_backends_killed_while_logging_lose_and_duplicate_nothing(pg_uri, tmp_pa
     steps = history.get_metric_history("x").steps
     assert len(steps) == logged
     assert steps == list(range(logged))
+
+
+def test_a_lost_connection_while_sorting_out_a_refused_batch_keeps_the_other_points(
+    proxy, tmp_path, monkeypatch
+):
+    """A batch refused for one series is written series by series; if the connection is
+    lost then (and not recovered), the other series' points wait for the next flush."""
+    from runyard.store.sql import database
+
+    proxy, uri = proxy
+    ws = Workspace(uri, artifacts=str(tmp_path / "artifacts"))
+    first = Experiment(ws, "cut").start_logging(snapshot_directory=None, outputs=False)
+    second = ws.get_run(first.id)
+    first.log("x", 1.0)
+    second.log_list("x", [1.0, 2.0])  # refused: x holds scalars
+    second.log("y", 5.0)
+    first.flush()
+    monkeypatch.setattr(database, "LOST_CONNECTION_RETRIES", 0)
+    proxy.arm(b"INSERT INTO metric_chunks")  # y's own write, after x was refused
+    with (
+        pytest.warns(RuntimeWarning, match="dropped 2 points of metric 'x'"),
+        pytest.raises(Conflict, match="'x'"),  # the refusal is what the call reports
+    ):
+        second.flush()
+    assert proxy.cuts == 1
+    monkeypatch.setattr(database, "LOST_CONNECTION_RETRIES", 3)
+    flush_all(second.id, raise_errors=False)  # the flusher thread's next round
+    assert second.get_metrics() == {"x": 1.0, "y": 5.0}
