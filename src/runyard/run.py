@@ -631,7 +631,7 @@ class Run(MetricsMixin, FilesMixin):
             if singleton is None or singleton.id != run_id:
                 from .workspace import Workspace
 
-                workspace = Workspace.from_config()
+                workspace = Workspace.from_config(_create=False)  # never make one up
                 singleton = workspace.get_run(run_id)
                 singleton._system_managed = True
                 outputs = os.environ.get("RUNYARD_OUTPUT_DIRECTORY")

@@ -95,3 +95,15 @@ def test_get_context_returns_the_run_named_by_the_environment(ws, tmp_path):
     assert len(metrics["loss"]) == 100
     assert run.get_tags() == {"seen": "yes"}
     assert run.get_file_names() == ["outputs/model.txt"]
+
+
+def test_get_context_never_creates_the_workspace_the_environment_names(monkeypatch, tmp_path):
+    from runyard.errors import NotFound
+
+    missing = tmp_path / "typo"
+    monkeypatch.setenv("RUNYARD_URI", str(missing))
+    monkeypatch.setenv("RUNYARD_RUN_ID", "abc")
+    monkeypatch.setattr(Run, "_context_singleton", None)
+    with pytest.raises(NotFound, match="no runyard workspace"):
+        Run.get_context()
+    assert not missing.exists()
