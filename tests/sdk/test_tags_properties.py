@@ -68,3 +68,16 @@ def test_git_properties_are_captured_in_a_repository(local_ws, tmp_path):
 def test_no_git_properties_outside_a_repository(local_ws, tmp_path):
     run = Experiment(local_ws, "nogit").start_logging()
     assert not any(k.startswith("azureml.git") for k in run.get_properties())
+
+
+def test_get_runs_with_hundreds_of_tag_filters(ws):
+    """SQLite refuses a compound SELECT of more than 500 terms: the filters are nested."""
+    exp = Experiment(ws, "many-filters")
+    wanted = {f"k{i}": str(i) for i in range(600)}
+    hit = exp.start_logging(snapshot_directory=None, outputs=False)
+    hit.set_tags(wanted)
+    miss = exp.start_logging(snapshot_directory=None, outputs=False)
+    miss.set_tags({**wanted, "k599": "other"})
+    assert [r.id for r in exp.get_runs(tags=wanted)] == [hit.id]
+    filters = {k: None for k in wanted}
+    assert {r.id for r in exp.get_runs(tags=filters, properties={})} == {hit.id, miss.id}

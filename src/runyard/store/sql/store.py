@@ -38,6 +38,7 @@ _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "t
 
 
 _MAX_NAMED_MATCHES = 50_000
+_COMPOUND_TERMS = 250
 
 
 def _having(table: str, key: str, value: str | None) -> tuple[str, tuple[str, ...]]:
@@ -45,6 +46,15 @@ def _having(table: str, key: str, value: str | None) -> tuple[str, tuple[str, ..
     if value is None:
         return f"SELECT run_id FROM {table} WHERE key = ?", (key,)
     return f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value)
+
+
+def _intersect(selects: list[str]) -> str:
+    """``INTERSECT`` of ``selects`` (of ``run_id``), nested in groups: SQLite refuses a
+    compound SELECT of more than 500 terms (a filter of many tags)."""
+    if len(selects) <= _COMPOUND_TERMS:
+        return " INTERSECT ".join(selects)
+    groups = [selects[i : i + _COMPOUND_TERMS] for i in range(0, len(selects), _COMPOUND_TERMS)]
+    return _intersect([f"SELECT run_id FROM ({_intersect(g)}) g{i}" for i, g in enumerate(groups)])
 
 
 def _marks(n: int) -> str:
@@ -380,9 +390,7 @@ class SqlStore:
                 params.extend(values)
         if not selects:
             return None
-        rows = self.db.read(
-            f"{' INTERSECT '.join(selects)} LIMIT {_MAX_NAMED_MATCHES + 1}", params
-        )
+        rows = self.db.read(f"{_intersect(selects)} LIMIT {_MAX_NAMED_MATCHES + 1}", params)
         return None if len(rows) > _MAX_NAMED_MATCHES else [r[0] for r in rows]
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
