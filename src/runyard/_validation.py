@@ -66,7 +66,7 @@ def check_run_id(run_id: object, what: str = "run id") -> str:
     """
     check_name(run_id, what)
     assert isinstance(run_id, str)
-    if not RUN_ID.match(run_id) or len(run_id.encode()) > MAX_PATH_PART:
+    if not RUN_ID.fullmatch(run_id) or len(run_id.encode()) > MAX_PATH_PART:
         raise UserError(
             f"{what} {_short(run_id)} is not valid: use 1-255 letters, digits, '_', '-' or "
             "'.', starting with a letter, digit or '_' (no '/', spaces or '..')"
@@ -75,7 +75,7 @@ def check_run_id(run_id: object, what: str = "run id") -> str:
 
 
 def check_snapshot_id(snapshot_id: object) -> str:
-    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID.match(snapshot_id):
+    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID.fullmatch(snapshot_id):
         raise UserError(f"snapshot id {snapshot_id!r} is not valid: it is 32 hex digits")
     return snapshot_id
 
@@ -83,7 +83,7 @@ def check_snapshot_id(snapshot_id: object) -> str:
 def check_experiment_name(name: object) -> str:
     check_name(name, "experiment name")
     assert isinstance(name, str)
-    if not EXPERIMENT_NAME.match(name):
+    if not EXPERIMENT_NAME.fullmatch(name):
         raise UserError(
             f"experiment name {name!r} is not valid: use 1-255 letters, digits, '_' or '-', "
             "starting with a letter or digit"

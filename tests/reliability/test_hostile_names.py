@@ -186,3 +186,15 @@ def test_a_file_whose_name_cannot_be_stored_fails_the_run_and_says_which(local_w
     assert run.get_status() == "Failed"
     assert "bad\\nname.txt" in run.get_details()["error"]["error"]["message"]
     assert f"{folder}/good.txt" in run.get_file_names()
+
+
+def test_a_trailing_newline_never_passes_an_id_check(ws, tmp_path):
+    """``$`` of a regular expression also matches before a final newline."""
+    run = Experiment(ws, "ids").start_logging(snapshot_directory=None, outputs=False)
+    with pytest.raises(UserError, match="snapshot id"):
+        run.restore_snapshot("0" * 32 + "\n", path=str(tmp_path))
+    from runyard._validation import check_experiment_name, check_run_id
+
+    for check in (check_run_id, check_experiment_name):
+        with pytest.raises(UserError):
+            check("name\n")
