@@ -10,6 +10,10 @@ from .errors import UserError
 
 MAX_NAME = 255
 MAX_PATH_PART = 255  # bytes: the file-name limit of common filesystems
+# bytes of UTF-8: PostgreSQL indexes at most ~2,700 bytes per entry (a tag's key, value and
+# run id; an artifact's run id and path), and Linux paths end at 4,096 bytes
+MAX_KEY_AND_VALUE = 2000
+MAX_ARTIFACT_PATH = 2000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
@@ -58,6 +62,18 @@ def check_name(name: object, what: str = "name") -> str:
     return check_text(name, what)
 
 
+def check_key_and_value(key: str, value: str | None, what: str) -> None:
+    """Refuse a tag or property whose key and value together exceed ``MAX_KEY_AND_VALUE``
+    bytes: they are indexed (for ``get_runs`` filters), and an index entry is bounded."""
+    size = len(key.encode("utf-8", "replace")) + len((value or "").encode("utf-8", "replace"))
+    if size > MAX_KEY_AND_VALUE:
+        raise UserError(
+            f"{what} {_short(key)} and its value take {size} bytes of UTF-8; a key and its "
+            f"value together may take at most {MAX_KEY_AND_VALUE}: shorten the value, or "
+            "store long text as a file (run.upload_file)"
+        )
+
+
 def check_run_id(run_id: object, what: str = "run id") -> str:
     """Return ``run_id`` if it can name a run everywhere (database, folders, URLs).
 
@@ -104,8 +120,11 @@ def check_artifact_path(path: object) -> str:
         raise UserError(
             "artifact name must not be empty; use a relative path like 'outputs/model.pkl'"
         )
-    if len(path) > 5000:
-        raise UserError(f"artifact name is {len(path)} characters; the limit is 5000")
+    if len(path.encode("utf-8", "replace")) > MAX_ARTIFACT_PATH:
+        raise UserError(
+            f"artifact name {_short(path)} takes {len(path.encode('utf-8', 'replace'))} bytes "
+            f"of UTF-8; the limit is {MAX_ARTIFACT_PATH}: shorten it"
+        )
     decoded = path
     for _ in range(3):  # %252e%252e decodes twice
         nxt = unquote(decoded)

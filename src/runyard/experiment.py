@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _liveness
-from ._validation import check_experiment_name, check_name, check_text
+from ._validation import check_experiment_name, check_key_and_value, check_name, check_text
 from .errors import NotFound, UserError
 from .records import ALL_STATUSES, ExperimentRecord, RunQuery
 from .store.base import iter_runs
@@ -269,5 +269,6 @@ def clean_tags(tags: dict[str, Any]) -> dict[str, str | None]:
         if value is not None:
             value = value if isinstance(value, str) else str(value)
             check_text(value, f"tag {key!r}", 5000)
+        check_key_and_value(key, value, "tag")
         clean[key] = value
     return clean

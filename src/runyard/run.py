@@ -16,7 +16,7 @@ from . import _liveness, _process
 from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
-from ._validation import check_name, check_run_id, check_text
+from ._validation import check_key_and_value, check_name, check_run_id, check_text
 from .errors import Conflict, RunEnvironmentError, RunyardError, UserError
 from .experiment import check_status, clean_tags, filter_dict
 from .records import TERMINAL_STATUSES, NewRun, RunQuery, RunRecord
@@ -524,6 +524,7 @@ class Run(MetricsMixin, FilesMixin):
             clean[key] = check_text(
                 value if isinstance(value, str) else str(value), f"property {key!r}"
             )
+            check_key_and_value(key, clean[key], "property")
         self._store.add_properties(self.id, clean)
         self._refresh()
 

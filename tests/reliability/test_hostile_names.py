@@ -198,3 +198,39 @@ def test_a_trailing_newline_never_passes_an_id_check(ws, tmp_path):
     for check in (check_run_id, check_experiment_name):
         with pytest.raises(UserError):
             check("name\n")
+
+
+def _incompressible(n_bytes, seed=0):
+    import random
+
+    pick = random.Random(seed)
+    return "".join(chr(0x4E00 + pick.randrange(20000)) for _ in range(n_bytes // 3))
+
+
+def test_long_tags_properties_and_paths_are_stored_or_refused_alike_on_both_databases(ws):
+    """PostgreSQL indexes at most ~2,700 bytes per entry: a longer tag failed there with a
+    raw StoreError while SQLite took it. Both now take up to the documented limit, at the
+    longest run id, and refuse more with a UserError at the call."""
+    exp = Experiment(ws, "long")
+    run = exp.start_logging(run_id="r" * 255, snapshot_directory=None, outputs=False)
+    key = _incompressible(765, seed=1)  # 255 characters of 3 bytes
+    value = _incompressible(1200, seed=2)
+    assert len((key + value).encode()) == 1965
+    run.set_tags({key: value})
+    run.add_properties({key: value})
+    path = "/".join(_incompressible(240, seed=i) for i in range(8))
+    run.upload_file(path, __file__)
+    found = list(exp.get_runs(tags={key: value}, properties={key: value}))
+    assert [r.id for r in found] == [run.id]
+    too_long = value + _incompressible(60, seed=3)
+    with pytest.raises(UserError, match="at most 2000"):
+        run.tag(key, too_long)
+    with pytest.raises(UserError, match="at most 2000"):
+        run.tag("k", _incompressible(4500))  # was: StoreError on PostgreSQL, stored on SQLite
+    with pytest.raises(UserError, match="at most 2000"):
+        run.add_properties({"p": "x" * 2001})
+    with pytest.raises(UserError, match="at most 2000"):
+        run._store.set_tags(run.id, {key: too_long})  # the store protocol itself
+    with pytest.raises(UserError, match="the limit is 2000"):
+        run.upload_file(path + "/" + _incompressible(90), __file__)
+    assert run.get_tags() == {key: value}

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..._validation import check_run_id
+from ..._validation import check_artifact_path, check_key_and_value, check_run_id
 from ...errors import Conflict, NotFound, UserError
 from ...records import (
     TERMINAL_STATUSES,
@@ -55,6 +55,13 @@ def _intersect(selects: list[str]) -> str:
         return " INTERSECT ".join(selects)
     groups = [selects[i : i + _COMPOUND_TERMS] for i in range(0, len(selects), _COMPOUND_TERMS)]
     return _intersect([f"SELECT run_id FROM ({_intersect(g)}) g{i}" for i, g in enumerate(groups)])
+
+
+def _check_indexed(pairs: dict[str, Any], what: str) -> None:
+    """Tags and properties are indexed by key and value: refuse what no index can hold, on
+    every database alike (PostgreSQL would fail the write, SQLite would take it)."""
+    for key, value in pairs.items():
+        check_key_and_value(key, value, what)
 
 
 def _marks(n: int) -> str:
@@ -199,6 +206,8 @@ class SqlStore:
     def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
         for new in runs:  # ids become folder names: never '..', '/', NUL...
             check_run_id(new.id)
+            _check_indexed(new.tags, "tag")
+            _check_indexed(new.properties, "property")
         ids = [r.id for r in runs]
         if len(set(ids)) != len(ids):
             raise Conflict("run ids given to create_runs are not unique")
@@ -535,6 +544,8 @@ class SqlStore:
         return changed
 
     def set_tags(self, run_id: str, tags: dict[str, str | None]) -> None:
+        _check_indexed(tags, "tag")
+
         def body(cur: SqlCursor) -> None:
             self._require_run(cur, run_id)
             cur.executemany(
@@ -555,6 +566,7 @@ class SqlStore:
         self.db.write(body)
 
     def add_properties(self, run_id: str, properties: dict[str, str]) -> None:
+        _check_indexed(properties, "property")
         keys = list(properties)
 
         def check(cur: SqlCursor) -> None:
@@ -619,6 +631,7 @@ class SqlStore:
         and a folder: ``a`` and ``a/b`` cannot both exist. If ``place`` fails, nothing is
         recorded.
         """
+        check_artifact_path(record.path)  # a key of the table: bounded like every key
         parts = record.path.split("/")
         above = ["/".join(parts[:i]) for i in range(1, len(parts))]
         below = record.path + "/"
