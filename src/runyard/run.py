@@ -666,12 +666,15 @@ def _file_url(path: str | None) -> str:
 
 
 def user_name() -> str | None:
+    """Who submits, from the environment or the password database (whose bytes need not be
+    UTF-8: an undecodable byte becomes U+FFFD rather than a lone surrogate no store takes)."""
     try:
         import getpass
 
-        return getpass.getuser()
+        name = getpass.getuser()
     except Exception:
         return None
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _check_text(value: object, what: str, limit: int) -> None:

@@ -234,3 +234,10 @@ def test_long_tags_properties_and_paths_are_stored_or_refused_alike_on_both_data
     with pytest.raises(UserError, match="the limit is 2000"):
         run.upload_file(path + "/" + _incompressible(90), __file__)
     assert run.get_tags() == {key: value}
+
+
+def test_a_user_name_that_is_not_utf8_never_stops_a_run(ws, monkeypatch):
+    """Environment bytes that are not UTF-8 decode to lone surrogates, which no store takes."""
+    monkeypatch.setenv("LOGNAME", "b\udcffd")  # what os.environ makes of the byte 0xff
+    run = Experiment(ws, "who").start_logging(snapshot_directory=None, outputs=False)
+    assert run.get_details()["submittedBy"] == "b\ufffdd"
