@@ -8,7 +8,7 @@ from itertools import groupby, pairwise
 from operator import itemgetter
 from typing import Any
 
-from ...errors import Conflict
+from ...errors import Conflict, UserError
 from ...records import Column, MetricHistory, SeriesAppend, SeriesSummary
 from . import chunks
 from .database import Database, SqlCursor
@@ -40,20 +40,22 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     n = len(series.values)
     if n == 0:
         return
+    if len(series.steps) != n or len(series.times) != n:
+        raise UserError(
+            f"metric {series.name!r} of run {run_id}: {n} values, {len(series.steps)} steps "
+            f"and {len(series.times)} times; every point needs one of each"
+        )
     kinds = set(map(type, series.values))
+    try:  # before any SQL: what cannot be encoded is the caller's mistake, never retried
+        last = json.dumps(series.values[-1])
+        encoding, packed = chunks.encode_values(series.values, kinds)
+        times = chunks.encode_times(series.times)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _unstorable(run_id, series, exc) from exc
     low, high = chunks.numeric_range(series.values, kinds)
     kind, count, seq = cur.execute(
         _UPSERT,
-        (
-            run_id,
-            series.name,
-            series.kind,
-            series.description,
-            n,
-            json.dumps(series.values[-1]),
-            low,
-            high,
-        ),
+        (run_id, series.name, series.kind, series.description, n, last, low, high),
     )[0]
     if kind != series.kind:
         raise Conflict(
@@ -69,7 +71,10 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
         filled = range(base, base + n)
     else:
         filled = [base + i if s is None else s for i, s in enumerate(steps)]
-    encoding, packed = chunks.encode_values(series.values, kinds)
+    try:
+        packed_steps = chunks.encode_steps(filled)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _unstorable(run_id, series, exc) from exc
     cur.execute(
         "UPDATE metric_series SET last_step = ? WHERE run_id = ? AND name = ?",
         (filled[-1], run_id, series.name),
@@ -83,10 +88,18 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
             seq,
             n,
             encoding,
-            chunks.encode_steps(filled),
+            packed_steps,
             packed,
-            chunks.encode_times(series.times),
+            times,
         ),
+    )
+
+
+def _unstorable(run_id: str, series: SeriesAppend, exc: BaseException) -> UserError:
+    return UserError(
+        f"metric {series.name!r} of run {run_id} has a point that cannot be stored ({exc}): "
+        "values are numbers, strings, booleans, None or dicts of them; steps are 64-bit "
+        "integers or None; times are numbers"
     )
 
 

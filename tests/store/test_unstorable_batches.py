@@ -1,0 +1,46 @@
+"""A metric batch that cannot be stored is the caller's mistake: a UserError, nothing stored.
+
+The store is a door of its own (the server will hand it what clients send). A StoreError
+here would make the SDK's buffer retry the batch forever; a half-checked batch (3 steps
+for 1 value) would be stored and break every reader.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runyard.errors import UserError
+from runyard.records import NewRun, SeriesAppend
+from runyard.store import open_store
+
+
+@pytest.fixture
+def store(ws_uri):
+    uri, _artifacts = ws_uri
+    store = open_store(uri)
+    experiment = store.get_or_create_experiment("batches")
+    store.create_runs(experiment.id, [NewRun(id="r")])
+    yield store
+    store.close()
+
+
+NOW = time.time()
+BAD = {
+    "step beyond 64 bits": SeriesAppend("a", "scalar", [2**70], [1.0], [NOW]),
+    "numbered then beyond": SeriesAppend("b", "scalar", [None, 2**64], [1.0, 2.0], [NOW, NOW]),
+    "value not JSON": SeriesAppend("c", "scalar", [None], [{1}], [NOW]),
+    "more steps than values": SeriesAppend("d", "scalar", [None, None], [1.0], [NOW]),
+    "time not a number": SeriesAppend("e", "scalar", [None], [1.0], ["soon"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_an_unstorable_batch_is_a_user_error_and_stores_nothing(store, case):
+    good = SeriesAppend("good", "scalar", [None], [1.0], [NOW])
+    with pytest.raises(UserError, match="metric"):
+        store.log_batch("r", [good, BAD[case]])
+    assert store.list_series(["r"]) == []
+    store.log_batch("r", [good])
+    assert store.get_history("r", "good").values == [1.0]
