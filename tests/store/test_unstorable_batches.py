@@ -44,3 +44,28 @@ def test_an_unstorable_batch_is_a_user_error_and_stores_nothing(store, case):
     assert store.list_series(["r"]) == []
     store.log_batch("r", [good])
     assert store.get_history("r", "good").values == [1.0]
+
+
+TEXT_WRITES = {
+    "tag value": lambda s: s.set_tags("r", {"a": "b\x00"}),
+    "tag key": lambda s: s.set_tags("r", {"a\udc80": "b"}),
+    "property": lambda s: s.add_properties("r", {"a": "b\x00"}),
+    "display name": lambda s: s.update_run("r", display_name="b\x00"),
+    "new run": lambda s: s.create_runs(
+        s.find_experiment("batches").id, [NewRun(id="r2", description="\x00")]
+    ),
+    "experiment tag": lambda s: s.set_experiment_tags(
+        s.find_experiment("batches").id, {"a": "b\x00"}
+    ),
+    "experiment name": lambda s: s.get_or_create_experiment("../x"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXT_WRITES))
+def test_the_store_refuses_text_no_database_keeps_alike(store, case):
+    """SQLite kept NUL where PostgreSQL refused it; both refuse it now, at the store too."""
+    with pytest.raises(UserError):
+        TEXT_WRITES[case](store)
+    run = store.get_run("r")
+    assert run.tags == {} and run.properties == {} and run.display_name is None
+    assert [e.name for e in store.list_experiments()] == ["batches"]

@@ -8,7 +8,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..._validation import check_artifact_path, check_key_and_value, check_run_id
+from ..._validation import (
+    check_artifact_path,
+    check_experiment_name,
+    check_key_and_value,
+    check_name,
+    check_run_id,
+    check_text,
+)
 from ...errors import Conflict, NotFound, UserError
 from ...records import (
     TERMINAL_STATUSES,
@@ -34,6 +41,7 @@ _RUN_COLUMNS = (
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
+_FREE_TEXT = ("display_name", "description")
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
 
 
@@ -57,11 +65,20 @@ def _intersect(selects: list[str]) -> str:
     return _intersect([f"SELECT run_id FROM ({_intersect(g)}) g{i}" for i, g in enumerate(groups)])
 
 
-def _check_indexed(pairs: dict[str, Any], what: str) -> None:
-    """Tags and properties are indexed by key and value: refuse what no index can hold, on
-    every database alike (PostgreSQL would fail the write, SQLite would take it)."""
+def _check_pairs(pairs: dict[str, Any], what: str) -> None:
+    """Tags and properties: text both databases store alike (no NUL, no lone surrogate),
+    and small enough for their index (PostgreSQL would fail the write, SQLite take it)."""
     for key, value in pairs.items():
+        check_name(key, f"{what} key")
+        if value is not None:
+            check_text(value, f"{what} {key!r}")
         check_key_and_value(key, value, what)
+
+
+def _check_texts(what: str, **texts: Any) -> None:
+    for name, value in texts.items():
+        if isinstance(value, str):
+            check_text(value, f"{what} {name}")
 
 
 def _marks(n: int) -> str:
@@ -121,6 +138,7 @@ class SqlStore:
         found = self.find_experiment(name)
         if found is not None:
             return found
+        check_experiment_name(name)  # a new name: one the SDK would take
 
         def body(cur: SqlCursor) -> None:
             cur.execute(
@@ -185,6 +203,7 @@ class SqlStore:
         return self.get_experiment(experiment_id)
 
     def set_experiment_tags(self, experiment_id: str, tags: dict[str, str | None]) -> None:
+        _check_pairs(tags, "tag")
         self.get_experiment(experiment_id)
         self.db.write(
             lambda cur: cur.executemany(
@@ -206,8 +225,11 @@ class SqlStore:
     def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
         for new in runs:  # ids become folder names: never '..', '/', NUL...
             check_run_id(new.id)
-            _check_indexed(new.tags, "tag")
-            _check_indexed(new.properties, "property")
+            _check_texts(
+                "run", name=new.name, display_name=new.display_name, description=new.description
+            )
+            _check_pairs(new.tags, "tag")
+            _check_pairs(new.properties, "property")
         ids = [r.id for r in runs]
         if len(set(ids)) != len(ids):
             raise Conflict("run ids given to create_runs are not unique")
@@ -404,6 +426,7 @@ class SqlStore:
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         unknown = set(fields) - _UPDATABLE
+        _check_texts("run", **{k: v for k, v in fields.items() if k in _FREE_TEXT})
         if unknown:
             raise UserError(f"cannot update run field(s) {sorted(unknown)}")
         for key in ("run_definition", "error"):
@@ -544,7 +567,7 @@ class SqlStore:
         return changed
 
     def set_tags(self, run_id: str, tags: dict[str, str | None]) -> None:
-        _check_indexed(tags, "tag")
+        _check_pairs(tags, "tag")
 
         def body(cur: SqlCursor) -> None:
             self._require_run(cur, run_id)
@@ -566,7 +589,7 @@ class SqlStore:
         self.db.write(body)
 
     def add_properties(self, run_id: str, properties: dict[str, str]) -> None:
-        _check_indexed(properties, "property")
+        _check_pairs(properties, "property")
         keys = list(properties)
 
         def check(cur: SqlCursor) -> None:
