@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import warnings
 import weakref
@@ -206,7 +207,28 @@ class _Flusher:
             self.register(buffer)
 
 
+def _flush_at_exit() -> None:
+    """Write what is pending as the interpreter ends; say what could not be stored.
+
+    Nothing can raise any more, and a loss must never be silent: each run whose points were
+    not all stored gets one line on stderr.
+    """
+    _flusher.flush_all(raise_errors=False)
+    with _flusher._guard:
+        buffers = list(_flusher._buffers)
+    for buffer in buffers:
+        left = sum(len(s.points) for s in buffer.series.values())
+        if buffer.error is None and not left:
+            continue
+        what = f"{left} metric points" if left else "some metric points"
+        print(
+            f"runyard: {what} of run {buffer.run_id} could not be stored: "
+            f"{buffer.error or 'the store did not answer'}",
+            file=sys.__stderr__,
+        )
+
+
 _flusher = _Flusher()
 flush_all = _flusher.flush_all
-atexit.register(_flusher.flush_all, raise_errors=False)
+atexit.register(_flush_at_exit)
 os.register_at_fork(after_in_child=_flusher.after_fork)

@@ -31,3 +31,30 @@ def test_points_dropped_by_a_background_flush_fail_complete(ws):
         second.complete()
     assert second.get_status() == "Failed"
     assert second.get_metrics() == {"x": 1.0, "y": 1.0}
+
+
+def test_points_the_exit_flush_cannot_store_are_reported_on_stderr(tmp_path):
+    """A script run's points are written by the flush at interpreter exit; when that write
+    fails, the loss is said on stderr (it was silent)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        from runyard import Experiment, Workspace
+        ws = Workspace({str(tmp_path / "ws")!r})
+        run = Experiment(ws, "exit").start_logging(snapshot_directory=None, outputs=False)
+        run.complete()
+        handle = ws.get_run(run.id)  # like Run.get_context() in a script: not finished here
+        handle.log("loss", 1.0)
+        handle.log("loss", 2.0)
+        handle._store.db.connection().execute("PRAGMA query_only = ON")  # writes now fail
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 metric points of run" in done.stderr
+    assert "could not be stored" in done.stderr
