@@ -207,7 +207,7 @@ class FilesMixin:
             try:
                 with open(full, "rb") as fh:
                     self._put(name, fh)
-            except Conflict:
+            except (Conflict, FileNotFoundError):  # stored already, or deleted meanwhile
                 continue
             except (OSError, RunyardError) as exc:
                 missed.append(f"{name} ({exc})")
@@ -239,6 +239,8 @@ class FilesMixin:
                     self._put(name, fh, streaming=True)
             except Conflict:
                 warnings.warn(f"{name} was uploaded as a regular file; kept", stacklevel=2)
+            except FileNotFoundError:  # removed (or rotated away) since the folder was read
+                continue
             except (OSError, RunyardError) as exc:
                 missed.append(f"{name} ({exc})")
                 continue

@@ -153,3 +153,26 @@ def test_a_full_database_disk_keeps_the_points_and_stores_them_once_there_is_roo
         run.complete()
         assert run.get_status() == "Completed"
         assert run.get_metric_history("x").steps == list(range(300_000))
+
+
+def test_an_output_deleted_while_the_run_finishes_is_not_a_failure(local_ws, monkeypatch):
+    """A temporary file removed between listing ./outputs and reading it was never an
+    output to keep: the run completes with the others."""
+    from runyard import _run_files
+
+    run = Experiment(local_ws, "files").start_logging(snapshot_directory=None)
+    for name in ("keep.txt", "tmp.txt"):
+        with open(f"outputs/{name}", "w") as fh:
+            fh.write(name)
+    listed = _run_files._walk
+
+    def walk_then_lose_tmp(folder):
+        for rel, full in listed(folder):
+            if rel == "tmp.txt":
+                os.unlink(full)  # another thread of the script cleans up right now
+            yield rel, full
+
+    monkeypatch.setattr(_run_files, "_walk", walk_then_lose_tmp)
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert run.get_file_names() == ["outputs/keep.txt"]
