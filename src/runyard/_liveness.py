@@ -38,6 +38,7 @@ DEFAULTS = {
 STDERR_LOG = "system_logs/supervisor-stderr.txt"
 STDERR_LINES = 20
 UNCLAIMED_STDERR_AGE = 86400.0  # a dead supervisor's stderr nobody collected: kept a day
+FRESH_STDERR_AGE = 60.0  # younger files are never swept: their submitter may be locking them
 
 
 def _setting(name: str) -> float:
@@ -84,13 +85,39 @@ def expire_silent_runs(
 
 
 def supervisor_alive(run: SupervisedRun) -> bool | None:
-    """True / False when the run's supervisor ran on this machine; None when unknown."""
-    if not run.supervisor:
+    """True / False when the run's supervisor ran on this machine; None when unknown.
+
+    The process the run names decides: its supervisor, or its submitter until the
+    supervisor has recorded itself. Between the two, the lock on the supervisor's stderr
+    file speaks: the submitter takes it before it creates the run and the supervisor
+    inherits it, so it is held while the run is being submitted or supervised here.
+    """
+    if run.supervisor:
+        try:
+            verdict = _owners.alive(run.supervisor)
+        except ValueError:
+            verdict = None
+        if verdict is None:  # another machine's process: its heartbeat decides
+            return None
+        return verdict or _stderr_lock_held(run.id) is True
+    return _stderr_lock_held(run.id)
+
+
+def _stderr_lock_held(run_id: str) -> bool | None:
+    """Is the lock on the run's supervisor stderr file held? None: no such file here."""
+    try:
+        fd = os.open(supervisor_stderr_path(run_id), os.O_RDONLY)
+    except OSError:
         return None
     try:
-        return _owners.alive(run.supervisor)
-    except ValueError:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
         return None
+    finally:
+        os.close(fd)
+    return False
 
 
 def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: SupervisedRun) -> int:
@@ -104,9 +131,16 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
             keep_supervisor_stderr(store, artifacts, run.id)
         return int(record.status == "Canceled")
     pid = run.supervisor.split("-")[1] if run.supervisor else "?"
-    message = (
-        f"the run's supervisor (process {pid} on this machine) ended without finishing the run; "
-    )
+    if run.status == "NotStarted":
+        message = (
+            f"the run was never queued: the process that owned it (process {pid} on this "
+            "machine: its supervisor, or the process submitting it) ended; "
+        )
+    else:
+        message = (
+            f"the run's supervisor (process {pid} on this machine) ended without finishing "
+            "the run; "
+        )
     lines = stderr_tail(run.id)
     if lines:
         message += "the last lines of its stderr (system_logs/supervisor-stderr.txt):\n"
@@ -178,11 +212,15 @@ def keep_supervisor_stderr(store: Store, artifacts: ArtifactStore, run_id: str) 
 
 
 def sweep_supervisor_stderr() -> None:
-    """Remove the stderr files of dead supervisors: empty ones now, others after a day."""
+    """Remove the stderr files of dead supervisors: empty ones after a minute, others after
+    a day. A file younger than a minute is not even locked to look: its submitter may be
+    about to lock it (see ``execution.submit``)."""
     folder = os.path.dirname(supervisor_stderr_path("x"))
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         try:
+            if time.time() - os.stat(path).st_mtime < FRESH_STDERR_AGE:
+                continue
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue

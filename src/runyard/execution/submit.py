@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -9,10 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .._validation import check_run_id
-from ..errors import ExperimentExecutionError, UserError
+from ..errors import Conflict, ExperimentExecutionError, UserError
 from ..experiment import clean_tags
 from ..records import NewRun
 from .script_run_config import ScriptRunConfig, command_line
@@ -33,9 +35,10 @@ def submit(
     run_id: str | None = None,
 ) -> Run:
     """Check the config, snapshot its folder, create the run and hand it to a supervisor."""
+    from .. import _liveness
     from .._git import git_properties
     from .._snapshot import take_snapshot
-    from ..run import Run, user_name
+    from ..run import Run
 
     if not isinstance(config, ScriptRunConfig):
         raise UserError(
@@ -74,6 +77,56 @@ def submit(
         properties["ContentSnapshotId"] = snapshot_id
     properties.update(git_properties(source))
     run_id = run_id or f"{experiment.name[:200]}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    owner_file = _liveness.supervisor_stderr_path(run_id)
+    with _owner_lock(owner_file, run_id) as stderr:
+        try:
+            record = _create_run(
+                workspace, experiment, run_id, parent_run_id, rc, clean, properties, snapshot_id
+            )
+        except BaseException:  # no run of ours: the file must not speak for another's
+            os.unlink(owner_file)
+            raise
+        try:
+            _start_supervisor(workspace, record.id, stderr)
+        except BaseException as exc:  # Ctrl-C: the run must not wait for a supervisor
+            if not isinstance(exc, ExperimentExecutionError):
+                message = f"the submission was interrupted before the supervisor started: {exc!r}"
+                error = {"error": {"code": "SupervisorNotStarted", "message": message}}
+                workspace._store.set_status(record.id, "Failed", error=error)
+            raise
+    return Run._from_record(experiment, record)
+
+
+@contextlib.contextmanager
+def _owner_lock(path: str, run_id: str) -> Iterator[BinaryIO]:
+    """The supervisor's stderr file, locked before the run exists (see ``_liveness``).
+
+    The lock is held by this process until the supervisor has inherited it, so on this
+    machine a run whose submitter or supervisor is gone is told at once from one on its
+    way, whatever moment the submitter is killed at. An unlocked file is a leftover
+    (removed by ``_liveness.sweep_supervisor_stderr``).
+    """
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(
+            f"a run with id {run_id!r} is being submitted or supervised already"
+        ) from None
+    os.ftruncate(fd, 0)
+    with open(fd, "wb") as stderr:
+        yield stderr
+
+
+def _create_run(
+    workspace: Any, experiment: Experiment, run_id: str, parent_run_id: str | None, rc: Any,
+    tags: dict[str, Any], properties: dict[str, str], snapshot_id: str,
+) -> Any:  # fmt: skip
+    """Create the NotStarted run, owned by this process until its supervisor starts."""
+    from .. import _owners
+    from ..run import user_name
+
     (record,) = workspace._store.create_runs(
         experiment.id,
         [
@@ -83,7 +136,7 @@ def submit(
                 type=SCRIPT_RUN_TYPE,
                 target="local",
                 status="NotStarted",
-                tags=clean,
+                tags=tags,
                 properties=properties,
                 run_definition=rc.to_dict(),
                 submitted_by=user_name(),
@@ -92,22 +145,23 @@ def submit(
             )
         ],
     )
-    _start_supervisor(workspace, record.id)
-    return Run._from_record(experiment, record)
+    workspace._store.heartbeat(record.id, supervisor=_owners.process_name())
+    return record
 
 
 def _path_with(folder: str) -> str:
     return os.pathsep.join([folder, os.environ.get("PATH", "")])
 
 
-def _start_supervisor(workspace: Any, run_id: str) -> None:
+def _start_supervisor(workspace: Any, run_id: str, stderr: BinaryIO) -> None:
     """Start the run's detached supervisor and record which process it is.
 
-    Its stderr goes to a file under an ``flock`` that the supervisor inherits: the lock is
-    held exactly while it lives, so leftovers can be told from live files. If it cannot be
-    started, the run is marked Failed (it would otherwise hold up the local queue).
+    Its stderr goes to ``stderr``, a file under an ``flock`` that the supervisor inherits:
+    the lock is held exactly while it lives, so leftovers can be told from live files. If
+    it cannot be started, the run is marked Failed (it would otherwise hold up the local
+    queue).
     """
-    from .. import _liveness, _owners
+    from .. import _owners
 
     env = os.environ.copy()
     env["RUNYARD_URI"] = workspace.uri
@@ -117,29 +171,22 @@ def _start_supervisor(workspace: Any, run_id: str) -> None:
     for proc in list(_supervisors):  # reap the ones that ended
         if proc.poll() is not None:
             _supervisors.remove(proc)
-    crash_log = _liveness.supervisor_stderr_path(run_id)
     home = os.path.expanduser("~")
     try:
-        with open(crash_log, "wb") as stderr:
-            fcntl.flock(stderr, fcntl.LOCK_EX)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runyard.execution.supervisor", run_id],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-                cwd=home if os.path.isdir(home) else "/",
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runyard.execution.supervisor", run_id],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            cwd=home if os.path.isdir(home) else "/",
+        )
     except OSError as exc:
         message = f"runyard could not start the run's supervisor ({sys.executable}): {exc}"
         workspace._store.set_status(
             run_id, "Failed", error={"error": {"code": "SupervisorNotStarted", "message": message}}
         )
-        try:
-            os.unlink(crash_log)
-        except OSError:
-            pass
         raise ExperimentExecutionError(message) from None
     _supervisors.append(proc)
     try:

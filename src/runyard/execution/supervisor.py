@@ -193,12 +193,20 @@ class Supervisor:
         return found
 
     def _earlier_waiting(self) -> bool:
-        """Is a run submitted before this one still waiting? Asks only for older runs."""
+        """Is a run submitted before this one still waiting? Asks only for older runs.
+
+        An older run whose supervisor (or submitter) is gone is failed on the spot by the
+        liveness rule, so a killed process never holds up the queue.
+        """
         me = self.run._record
         for status in ("NotStarted", "Queued"):
             query = RunQuery(status=status, type="azureml.scriptrun")
             older = self.store.search_runs(query, after=(me.created, me.number), limit=50)
-            if any(other.target == "local" for other in older):
+            for other in older:
+                if other.target != "local":
+                    continue
+                if _liveness.expire_silent_runs(self.store, self.ws._artifacts, run_id=other.id):
+                    continue  # it was dead, and is finished now
                 return True
         return False
 
