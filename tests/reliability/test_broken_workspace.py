@@ -62,3 +62,20 @@ def test_a_broken_workspace_is_one_clear_error(tmp_path, how):
     assert "Traceback" not in cli.stderr and cli.stderr.count("\n") == 1
     if how != "under-a-file":
         assert os.path.exists(named)  # left as it was for the user to rescue
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"uri": "{tmp}/ws\x00x"},
+        {"uri": "postgresql://postgres@127.0.0.1/test\x00", "artifacts": "{tmp}/a"},
+        {"uri": "{tmp}/ws", "artifacts": "{tmp}/a\x00"},
+    ],
+)
+def test_a_nul_in_a_workspace_or_artifact_path_is_a_user_error(tmp_path, where):
+    from runyard.errors import UserError
+
+    uri = where["uri"].format(tmp=tmp_path)
+    artifacts = where.get("artifacts")
+    with pytest.raises(UserError, match="NUL"):  # was: ValueError: embedded null byte
+        Workspace(uri, artifacts=None if artifacts is None else artifacts.format(tmp=tmp_path))

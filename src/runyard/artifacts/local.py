@@ -23,6 +23,8 @@ class LocalArtifactStore:
     """
 
     def __init__(self, root: str) -> None:
+        if "\x00" in os.fspath(root):
+            raise UserError(f"artifact folder {root!r} contains a NUL character; remove it")
         self.root = os.path.abspath(root)
         self._staging = os.path.join(self.root, ".staging")
         make_folder(self._staging, "artifact")

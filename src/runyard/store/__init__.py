@@ -16,6 +16,8 @@ __all__ = ["Store", "iter_runs", "open_store", "workspace_paths"]
 
 def workspace_paths(uri: str) -> tuple[str, str | None]:
     """Return (database URI or file, default artifact directory) for a workspace URI."""
+    if "\x00" in uri:  # no path, URI or connection string can hold it
+        raise UserError(f"workspace URI {uri!r} contains a NUL character; remove it")
     if uri.startswith(("postgresql://", "postgres://")):
         return uri, None
     if uri.startswith(("http://", "https://")):
