@@ -69,3 +69,12 @@ def test_the_store_refuses_text_no_database_keeps_alike(store, case):
     run = store.get_run("r")
     assert run.tags == {} and run.properties == {} and run.display_name is None
     assert [e.name for e in store.list_experiments()] == ["batches"]
+
+
+def test_metrics_of_more_runs_than_a_query_takes_parameters(store):
+    """PostgreSQL takes at most 65,535 parameters: a sweep's recursive get_metrics failed."""
+    store.log_batch("r", [SeriesAppend("acc", "scalar", [None], [0.5], [NOW])])
+    ids = [f"absent-{i}" for i in range(70_000)] + ["r"]
+    assert [s.name for s in store.list_series(ids)] == ["acc"]
+    histories = store.get_histories(ids, values_only=True)
+    assert list(histories) == ["r"] and list(histories["r"][0].values) == [0.5]

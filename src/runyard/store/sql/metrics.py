@@ -103,17 +103,24 @@ def _unstorable(run_id: str, series: SeriesAppend, exc: BaseException) -> UserEr
     )
 
 
-def _in(ids: Sequence[str]) -> str:
-    return ", ".join("?" * len(ids))
+_LISTED_IDS = 1000  # more ids than this go as one list parameter (PostgreSQL takes 65,535)
+
+
+def _run_in(db: Database, column: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """SQL for "``column`` is one of ``ids``" and its parameters, however many ids."""
+    if len(ids) <= _LISTED_IDS:
+        return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)
+    return db.in_list(column), [db.list_param(ids)]
 
 
 def list_series(db: Database, run_ids: Sequence[str]) -> list[SeriesSummary]:
     if not run_ids:
         return []
+    where, params = _run_in(db, "run_id", run_ids)
     rows = db.read(
         "SELECT run_id, name, kind, description, count, last_json, min_value, max_value, "
-        f"last_step FROM metric_series WHERE run_id IN ({_in(run_ids)}) ORDER BY run_id, name",
-        list(run_ids),
+        f"last_step FROM metric_series WHERE {where} ORDER BY run_id, name",
+        params,
     )
     return [
         SeriesSummary(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8])
@@ -131,7 +138,7 @@ def get_histories(
     """
     if not run_ids:
         return {}
-    params: list[Any] = list(run_ids)
+    where, params = _run_in(db, "s.run_id", run_ids)
     extra = ""
     if name is not None:
         extra = " AND s.name = ?"
@@ -140,7 +147,7 @@ def get_histories(
     rows = db.read(
         f"SELECT s.run_id, s.name, s.kind, {columns} "
         "FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.name = s.name "
-        f"WHERE s.run_id IN ({_in(run_ids)}){extra} ORDER BY s.run_id, s.name, c.seq",
+        f"WHERE {where}{extra} ORDER BY s.run_id, s.name, c.seq",
         params,
     )
     result: dict[str, list[MetricHistory]] = {}
