@@ -12,6 +12,8 @@ import pytest
 
 from runyard import Environment, RunConfiguration, ScriptRunConfig, UserError
 
+from .conftest import wait_until
+
 
 def _wheel(folder, name="demo_pkg", version="0.1"):
     """A minimal pure-Python wheel, so installing it needs no network."""
@@ -84,6 +86,23 @@ def test_a_failed_install_fails_the_run_with_pips_error(project, tmp_path):
     assert "no_such_package" in log
     half_built = Path(project.ws._local_root()) / "envs" / env.requirements_hash()
     assert not half_built.exists()  # not left on disk until a later build
+
+
+def test_cancel_while_the_environment_is_built_stops_the_build(project, tmp_path):
+    """The build is stopped at once and the run is Canceled, not Failed by the build."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"{tmp_path / 'no_such_package-1.0-py3-none-any.whl'}\n")
+    env = Environment.from_pip_requirements("slow", str(requirements))
+    project.script("uses.py", USES_PACKAGE)
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "uses.py", environment=env))
+    wait_until(lambda: run.get_status() == "Preparing", timeout=30)
+    run.cancel()
+    details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert details["status"] == "Canceled", details.get("error")
+    log = run.get_details_with_logs()["logFiles"]["system_logs/environment.txt"]
+    assert "stopped" in log
+    half_built = Path(project.ws._local_root()) / "envs" / env.requirements_hash()
+    assert not half_built.exists()
 
 
 def test_from_pip_requirements_needs_a_readable_file(tmp_path):

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from .. import _liveness, _loans, _owners
 from .._waiting import STD_LOG
 from ..errors import RunyardError
-from ..records import TERMINAL_STATUSES, RunQuery
+from ..records import RUNNING_STATUSES, TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
 from ..workspace import Workspace
 from . import process_tree, shim
@@ -105,6 +105,12 @@ class Supervisor:
     def current(self) -> str:
         self.run._record = self.store.get_run(self.run.id)
         return self.run._record.status
+
+    def check_status(self) -> None:
+        """Raise Stop if the run left the current phase (canceled, failed from outside)."""
+        status = self.current()
+        if status not in (self.phase, "NotResponding"):
+            raise Stop(status)
 
     # -- the phases ------------------------------------------------------------------
     def main(self) -> None:
@@ -242,7 +248,9 @@ class Supervisor:
             from .virtualenvs import prepare_virtualenv
 
             with self._open_log(ENVIRONMENT_LOG) as log:
-                interpreter, env[shim.ENV_VAR] = prepare_virtualenv(self.ws, environment, log)
+                interpreter, env[shim.ENV_VAR] = prepare_virtualenv(
+                    self.ws, environment, log, self.check_status
+                )
         argv = command_line(self.rc, interpreter)
         self.say("command: " + " ".join(argv))
         return argv, env
@@ -382,8 +390,15 @@ class Supervisor:
             process_tree.stop_all(cancel_grace())
 
     def fail(self, message: str, code: str) -> None:
+        """Fail the run, unless its cancel was requested: then it is Canceled."""
         self.say(f"failed: {message}")
-        self.store.set_status(self.run.id, "Failed", error=_error(message, code))
+        failable = (*RUNNING_STATUSES, "Finalizing")  # not CancelRequested
+        record = self.store.set_status(
+            self.run.id, "Failed", error=_error(message, code), only_from=failable
+        )
+        if record.status == "CancelRequested":
+            self.store.set_status(self.run.id, "Canceled", only_from=("CancelRequested",))
+            self.say("canceled")
 
     def _register_log(self, path: str) -> None:
         import hashlib
