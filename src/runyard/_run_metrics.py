@@ -86,7 +86,12 @@ def plain_value(value: Any, what: str = "value") -> Any:
                 f"run.log does not support list type. Use run.log_list instead ({what} is a "
                 f"numpy array of shape {value.shape})"
             )
-        return plain_value(value.item(), what)
+        item = value.item()
+        if type(item).__module__ == "numpy":  # no Python type holds it (numpy.longdouble)
+            if kind.__name__ == "longdouble":
+                return float(item)  # the nearest float64, as every reader takes it
+            raise UserError(f"{what} of type numpy.{kind.__name__} is not supported")
+        return plain_value(item, what)
     for base in (bool, int, float, str):  # subclasses such as IntEnum or np.str_
         if isinstance(value, base):
             return base(value)

@@ -58,6 +58,15 @@ def test_numpy_values_are_converted(run):
     assert run.get_metric_history("step_np").steps == [7]
 
 
+def test_numpy_scalars_without_a_python_type_are_converted_or_refused(run):
+    run.log("ld", np.longdouble(1.5))  # .item() gives a longdouble back: was RecursionError
+    run.log_list("lds", np.array([0.5, 2.0], dtype=np.longdouble))
+    with pytest.raises(UserError, match="clongdouble"):
+        run.log("c", np.clongdouble(1))
+    metrics = run.get_metrics()
+    assert metrics == {"ld": 1.5, "lds": [0.5, 2.0]} and type(metrics["ld"]) is float
+
+
 def test_nan_and_infinities_come_back_unchanged(run):
     for v in (math.nan, math.inf, -math.inf, 1.0):
         run.log("odd", v)
