@@ -61,9 +61,27 @@ class FilesMixin:
             if not placed:
                 self._artifacts.discard(staged)
             elif not streaming:  # the record was not stored: neither are the bytes
-                self._artifacts.remove(self.id, name)
+                self._remove_unrecorded(record)
             raise
         return record
+
+    def _remove_unrecorded(self, record: ArtifactRecord) -> None:
+        """Remove the bytes at ``record.path`` whose record could not be stored, unless the
+        name was taken meanwhile (another writer's bytes are there now, with its record).
+
+        The name is claimed in a transaction that never commits: no other writer can take
+        it while the bytes go. If the store cannot be reached the bytes stay, unlisted,
+        until the next upload of the name replaces them.
+        """
+
+        def remove() -> None:
+            self._artifacts.remove(self.id, record.path)
+            raise _Removed()
+
+        try:
+            self._store.add_artifact(record, remove)
+        except RunyardError:  # removed; or taken by another writer (Conflict); or unreachable
+            pass
 
     def upload_file(self, name: str, path_or_stream: Any) -> ArtifactRecord:
         """Store a file (a path or a binary stream) as ``name``; names are write-once.
@@ -278,6 +296,10 @@ class FilesMixin:
         with self._artifacts.open_snapshot(snapshot_id) as src, open(target, "wb") as out:
             shutil.copyfileobj(src, out)
         return target
+
+
+class _Removed(RunyardError):
+    """Rolls back the claim of ``_remove_unrecorded`` once the bytes are gone."""
 
 
 def _walk(folder: str) -> Iterator[tuple[str, str]]:

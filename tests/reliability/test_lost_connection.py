@@ -18,7 +18,7 @@ import pytest
 
 from runyard import Experiment, Workspace
 from runyard._logging_buffer import flush_all
-from runyard.errors import Conflict
+from runyard.errors import Conflict, StoreError
 from runyard.records import NewRun, SeriesAppend
 from runyard.store import open_store
 
@@ -265,3 +265,36 @@ def test_a_lost_connection_while_sorting_out_a_refused_batch_keeps_the_other_poi
     monkeypatch.setattr(database, "LOST_CONNECTION_RETRIES", 3)
     flush_all(second.id, raise_errors=False)  # the flusher thread's next round
     assert second.get_metrics() == {"x": 1.0, "y": 5.0}
+
+
+def test_a_failed_upload_never_removes_the_bytes_of_the_writer_that_took_the_name(
+    proxy, tmp_path, monkeypatch, pg_uri
+):
+    """Upload A places its bytes, its COMMIT is lost and rolled back; before A cleans up,
+    upload B of the same name succeeds. A's cleanup must leave B's bytes (it deleted them:
+    B's record then named a missing file)."""
+    import io
+
+    from runyard.store.sql import database
+
+    proxy, uri = proxy
+    artifacts = str(tmp_path / "artifacts")
+    run_a = Experiment(Workspace(uri, artifacts=artifacts), "race").start_logging(
+        snapshot_directory=None, outputs=False
+    )
+    run_b = Workspace(pg_uri, artifacts=artifacts).get_run(run_a.id)
+    outcome = database.PostgresDatabase._outcome
+
+    def rolled_back_then_b_wins(self, xid, backend):
+        found = outcome(self, xid, backend)
+        run_b.upload_file("outputs/model.bin", io.BytesIO(b"B" * 1000))
+        return found
+
+    monkeypatch.setattr(database.PostgresDatabase, "_outcome", rolled_back_then_b_wins)
+    monkeypatch.setattr(database, "LOST_CONNECTION_RETRIES", 0)
+    proxy.arm(b"COMMIT", deliver=False)
+    with pytest.raises(StoreError):
+        run_a.upload_file("outputs/model.bin", io.BytesIO(b"A" * 1000))
+    assert proxy.cuts == 1
+    with run_b._artifacts.open(run_b.id, "outputs/model.bin") as fh:
+        assert fh.read() == b"B" * 1000
