@@ -79,3 +79,21 @@ def test_a_nul_in_a_workspace_or_artifact_path_is_a_user_error(tmp_path, where):
     artifacts = where.get("artifacts")
     with pytest.raises(UserError, match="NUL"):  # was: ValueError: embedded null byte
         Workspace(uri, artifacts=None if artifacts is None else artifacts.format(tmp=tmp_path))
+
+
+def test_a_database_emptied_beside_the_files_of_runs_is_refused(tmp_path):
+    """SQLite takes an empty file for a new database: the workspace would start over,
+    empty, without a word. A new workspace's first open (no run files yet) still works."""
+    import io
+
+    ws = Workspace(str(tmp_path / "ws"))
+    run = Experiment(ws, "e").start_logging(snapshot_directory=None, outputs=False)
+    run.upload_file("outputs/model.bin", io.BytesIO(b"weights"))
+    run.complete()
+    ws._store.close()
+    (tmp_path / "ws" / "runyard.db").write_bytes(b"")  # a copy onto a full disk
+    with pytest.raises(RunyardError, match=r"runyard\.db is empty.*files of 1 run"):
+        Workspace(str(tmp_path / "ws"))
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "runyard.db").write_bytes(b"")  # killed before its first write
+    assert list(Experiment(Workspace(str(tmp_path / "new")), "e").get_runs()) == []

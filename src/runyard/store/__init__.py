@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from .._folders import make_folder
-from ..errors import NotFound, UserError
+from ..errors import NotFound, StoreError, UserError
 from .base import Store, iter_runs
 
 __all__ = ["Store", "iter_runs", "open_store", "workspace_paths"]
@@ -50,7 +50,7 @@ def open_store(uri: str, create: bool = True) -> Store:
     from .sql import SqlStore
     from .sql.database import PostgresDatabase, SqliteDatabase
 
-    target, _ = workspace_paths(uri)
+    target, artifacts = workspace_paths(uri)
     if target.startswith(("postgresql://", "postgres://")):
         database = PostgresDatabase(target)
         if (
@@ -72,7 +72,27 @@ def open_store(uri: str, create: bool = True) -> Store:
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UserError(f"cannot use {directory!r} as a workspace: it is a file, not a folder")
     make_folder(directory, "workspace")
+    _refuse_emptied_database(target, artifacts)
     return SqlStore(SqliteDatabase(target), uri)
+
+
+def _refuse_emptied_database(target: str, artifacts: str | None) -> None:
+    """An empty database file beside the files of runs was truncated (a copy onto a full
+    disk, a sync gone wrong): SQLite would take it for a new database and the workspace
+    would silently start over, empty. A new workspace's file is empty only before its
+    first write, when no run has files yet."""
+    try:
+        if os.path.getsize(target) != 0 or artifacts is None:
+            return
+        runs = os.listdir(os.path.join(artifacts, "runs"))
+    except OSError:
+        return
+    if runs:
+        raise StoreError(
+            f"{target} is empty, but {artifacts} holds the files of {len(runs)} run(s): the "
+            "database was truncated. Restore it from a backup, or move the workspace's "
+            "runyard.db and artifacts folder away to start an empty workspace there"
+        )
 
 
 def _without_password(uri: str) -> str:
