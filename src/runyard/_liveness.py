@@ -19,6 +19,7 @@ Environment variables override the defaults, for every process alike.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import time
 from typing import TYPE_CHECKING
@@ -45,12 +46,16 @@ def _setting(name: str) -> float:
     raw = os.environ.get(name)
     if raw is None:
         return DEFAULTS[name]
+    from .errors import UserError
+
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {raw!r}")
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise UserError(
+            f"{name}={raw!r} is not a positive number of seconds; fix or unset the variable"
+        )
     return value
 
 

@@ -274,3 +274,17 @@ def test_a_supervisor_that_cannot_start_fails_the_run_instead_of_holding_the_que
     (run,) = project.exp.get_runs()
     assert run.get_status() == "Failed"
     assert run.get_details()["error"]["error"]["code"] == "SupervisorNotStarted"
+
+
+def test_a_bad_liveness_setting_is_a_clear_error_for_readers_and_supervisors(project, monkeypatch):
+    """A supervisor's heartbeat thread used to die of it silently: the run went on unwatched."""
+    project.script("hello.py", "print('hello')\n")
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "0")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py"))
+    details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert details["status"] == "Failed"
+    message = details["error"]["error"]["message"]
+    assert "RUNYARD_HEARTBEAT_SECONDS='0' is not a positive number" in message
+    monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "soon")
+    with pytest.raises(UserError, match="RUNYARD_NOT_RESPONDING_SECONDS='soon'"):
+        list(project.exp.get_runs())

@@ -80,8 +80,7 @@ class Supervisor:
         self._log.write(f"{stamp} {text}\n".encode())
         self._log.flush()
 
-    def _beat(self) -> None:
-        interval = _liveness.heartbeat_seconds()
+    def _beat(self, interval: float) -> None:
         while not self._stop_beating.wait(interval):
             try:
                 self.store.heartbeat(self.run.id, self.phase)
@@ -114,10 +113,11 @@ class Supervisor:
 
     # -- the phases ------------------------------------------------------------------
     def main(self) -> None:
-        self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
-        threading.Thread(target=self._beat, daemon=True, name="heartbeat").start()
         slot = None
         try:
+            interval = _liveness.heartbeat_seconds()  # a bad setting fails the run here
+            self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
+            threading.Thread(target=self._beat, args=(interval,), daemon=True).start()
             self.move("Queued", ("NotStarted",))
             slot = self.wait_for_slot()
             self.move("Preparing", ("Queued",))
@@ -437,8 +437,15 @@ def main(argv: list[str]) -> int:
         slots = int(os.environ.get("RUNYARD_MAX_CONCURRENT_RUNS") or os.cpu_count() or 1)
         supervisor = Supervisor(workspace, run, slots)
         supervisor.main()
-    except BaseException:
+    except BaseException as exc:
         traceback.print_exc()
+        message = f"runyard's supervisor could not start: {type(exc).__name__}: {exc}"
+        try:  # its stderr goes into the run below: the run must not wait for a reader
+            workspace._store.set_status(
+                argv[0], "Failed", error=_error(message, "SystemError"), only_from=RUNNING_STATUSES
+            )
+        except BaseException:
+            traceback.print_exc()
         return 1
     finally:
         sys.stderr.flush()
