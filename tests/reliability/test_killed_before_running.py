@@ -126,3 +126,54 @@ def _dead_process_name() -> str:
     name = _owners.process_name(proc.pid, zombie_ok=True)
     proc.wait()
     return name
+
+
+FAKE_PYTHON = """#!/bin/sh
+# an environment build step that starts a daemon in its own session, then works a while
+setsid sh -c 'sleep 600' &
+echo "$$ $!" > "{pids}"
+sleep 600
+"""
+
+
+def test_a_killed_build_keeper_leaves_no_process_of_the_build(project, tmp_path):
+    """pip's processes whose keeper is killed come to the supervisor, which stops them."""
+    import psutil
+
+    from runyard import Environment
+
+    pids = tmp_path / "pids.txt"
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON.format(pids=pids))
+    fake.chmod(0o755)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("demo\n")
+    env = Environment.from_pip_requirements("fake", str(requirements))
+    env.python.interpreter_path = str(fake)
+    project.script("hello.py", "print('hello')\n")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py", environment=env))
+    wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, timeout=30)
+    build = [int(pid) for pid in pids.read_text().split()]
+    (keeper,) = supervisor_of(run.id).children()
+    keeper.kill()
+    details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["error"]["code"] == "EnvironmentBuildFailed"
+
+    def gone() -> bool:
+        for pid in build:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+        return True
+
+    try:
+        wait_until(gone, timeout=10)
+    finally:
+        for pid in build:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

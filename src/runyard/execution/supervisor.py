@@ -114,6 +114,7 @@ class Supervisor:
     # -- the phases ------------------------------------------------------------------
     def main(self) -> None:
         slot = None
+        process_tree.become_subreaper()  # orphans of every phase's processes come here
         try:
             interval = _liveness.heartbeat_seconds()  # a bad setting fails the run here
             self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
@@ -256,7 +257,6 @@ class Supervisor:
         return argv, env
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
-        process_tree.become_subreaper()
         try:
             self.proc = process_tree.start(argv, self.folder, env, cancel_grace())
         except OSError as exc:
@@ -386,8 +386,9 @@ class Supervisor:
         self.fail(message, code)
 
     def end_processes(self) -> None:
-        if self.proc is not None:
-            process_tree.stop_all(cancel_grace())
+        """Stop every descendant: the script's, and those of an environment build (pip),
+        also ones whose keeper was killed (they were re-parented to this subreaper)."""
+        process_tree.stop_all(cancel_grace())
 
     def fail(self, message: str, code: str) -> None:
         """Fail the run, unless its cancel was requested: then it is Canceled."""
