@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ._validation import check_text
-from .errors import RunyardError, UserError
+from .errors import RunyardError, UserError, stored_before
 from .records import SeriesAppend
 
 if TYPE_CHECKING:
@@ -108,8 +108,11 @@ class MetricBuffer:
             except UserError:
                 self._write_one_by_one(taken, appends)
             except BaseException as exc:
-                for _name, series, batch in reversed(taken):
-                    series.points[0:0] = batch  # keep them for the next attempt
+                if not stored_before(exc):
+                    for _name, series, batch in reversed(taken):
+                        series.points[0:0] = batch  # keep them for the next attempt
+                if not isinstance(exc, Exception):
+                    raise  # Ctrl-C stays Ctrl-C (it became a RunyardError)
                 self._note(exc)
             else:
                 self._note(None)
@@ -125,7 +128,7 @@ class MetricBuffer:
     def _write_one_by_one(
         self, taken: list[tuple[str, Series, list[Point]]], appends: list[SeriesAppend]
     ) -> None:
-        for (name, series, batch), append in zip(taken, appends, strict=True):
+        for i, ((name, series, batch), append) in enumerate(zip(taken, appends, strict=True)):
             try:
                 self.store.log_batch(self.run_id, [append])
             except UserError as exc:  # can never be stored: say so, don't retry forever
@@ -136,7 +139,12 @@ class MetricBuffer:
                     stacklevel=2,
                 )
             except BaseException as exc:  # the store failed, not the points: write them later
-                series.points[0:0] = batch
+                if not stored_before(exc):
+                    series.points[0:0] = batch
+                if not isinstance(exc, Exception):  # Ctrl-C: the rest waits, unwritten
+                    for _name, other, rest in taken[i + 1 :]:
+                        other.points[0:0] = rest
+                    raise
                 self._note(exc)
 
     def _raise_pending(self, raise_errors: bool) -> None:

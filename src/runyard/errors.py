@@ -87,3 +87,16 @@ class ExperimentExecutionError(RunyardError):
 
     code = "ExperimentExecutionError"
     http_status = 500
+
+
+def mark_stored(exc: BaseException) -> None:
+    """Note on an interrupt (Ctrl-C, SystemExit) that the write it cut short was stored all
+    the same (its COMMIT had gone through), so that whoever keeps the data to write again
+    does not store it twice."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        setattr(exc, "runyard_write_stored", True)  # noqa: B010 - an attribute of our own
+
+
+def stored_before(exc: BaseException) -> bool:
+    """Was the write that the interrupt ``exc`` cut short stored all the same?"""
+    return bool(getattr(exc, "runyard_write_stored", False))

@@ -35,9 +35,16 @@ class DroppingProxy:
         self.armed_on: bytes | None = None
         self.deliver = True
         self.half_open = False
+        self.hold_reply = 0.0
+        self._held_until = 0.0
         self.cuts = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def delay_reply(self, statement: bytes, seconds: float) -> None:
+        """Pass ``statement`` on, and hold the server's answer back for ``seconds``."""
+        self.hold_reply = seconds
+        self.armed_on = statement
 
     def arm(self, statement: bytes, deliver: bool = True, half_open: bool = False) -> None:
         """Cut the next connection that sends ``statement``, after the server got it (or,
@@ -69,7 +76,13 @@ class DroppingProxy:
             while data := src.recv(1 << 16):
                 if cut.is_set():
                     return
+                if not upstream and time.monotonic() < self._held_until:
+                    time.sleep(self._held_until - time.monotonic())
                 armed = upstream and self.armed_on is not None and self.armed_on in data
+                if armed and self.hold_reply:
+                    self.armed_on, self._held_until = None, time.monotonic() + self.hold_reply
+                    self.hold_reply = 0.0
+                    armed = False
                 if armed:
                     self.armed_on = None
                     self.cuts += 1
@@ -90,7 +103,8 @@ class DroppingProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     if sock is not keep:
-                        sock.close()
+                        sock.shutdown(socket.SHUT_RDWR)  # close() alone sends no FIN
+                        sock.close()  # while the other direction's thread waits on it
 
     def close(self) -> None:
         self.listener.close()
@@ -298,3 +312,28 @@ def test_a_failed_upload_never_removes_the_bytes_of_the_writer_that_took_the_nam
     assert proxy.cuts == 1
     with run_b._artifacts.open(run_b.id, "outputs/model.bin") as fh:
         assert fh.read() == b"B" * 1000
+
+
+def test_ctrl_c_during_a_flush_commit_stays_ctrl_c_and_never_stores_twice(proxy, tmp_path):
+    """Ctrl-C while a flush's COMMIT is on its way: the interrupt reaches the user as
+    KeyboardInterrupt (it became a RunyardError), and points whose COMMIT went through are
+    not kept to be written again (the next flush stored them a second time)."""
+    import os
+    import signal
+
+    proxy, uri = proxy
+    ws = Workspace(uri, artifacts=str(tmp_path / "artifacts"))
+    run = Experiment(ws, "ctrl-c").start_logging(snapshot_directory=None, outputs=False)
+    run.log("x", 1.0)
+    run.flush()
+    run.log("x", 2.0)
+    proxy.delay_reply(b"COMMIT", 1.0)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.flush()
+    finally:
+        timer.join()
+    run.flush()
+    assert run.get_metric_history("x").values == [1.0, 2.0]

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from ...errors import RunyardError, StoreError, UserError
+from ...errors import RunyardError, StoreError, UserError, mark_stored
 
 RETRY_SECONDS = 120.0
 LOST_CONNECTION_RETRIES = 3
@@ -202,6 +202,9 @@ os.register_at_fork(
 )
 
 
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+
 class _Retry(Exception):
     """Raised inside a transaction body when the database reported a lock conflict."""
 
@@ -313,9 +316,11 @@ class SqliteDatabase(Database):
         if conn.in_transaction:  # never expected; never build on a stray transaction
             conn.execute("ROLLBACK")
         cur = conn.cursor()
+        committing = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = body(SqlCursor(self, cur))
+            committing = True
             while True:
                 try:
                     conn.execute("COMMIT")
@@ -324,7 +329,9 @@ class SqliteDatabase(Database):
                     if not self._is_retryable(exc):
                         raise
                     time.sleep(0.005)
-        except BaseException:
+        except BaseException as exc:
+            if committing and not conn.in_transaction:
+                mark_stored(exc)  # interrupted after COMMIT returned
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -420,6 +427,11 @@ class PostgresDatabase(Database):
             cur.execute("COMMIT")
             return result
         except BaseException as exc:
+            if committing and xid is not None and isinstance(exc, _INTERRUPTS):
+                # Ctrl-C during COMMIT: psycopg waited for the answer; was it stored?
+                if self._outcome(xid, backend) == "committed":
+                    mark_stored(exc)
+                raise
             if committing and xid is not None and self._is_lost(exc):
                 if self._outcome(xid, backend) == "committed":
                     return result
