@@ -213,3 +213,43 @@ def test_a_supervisor_stopped_with_sigterm_stops_the_script_and_fails_the_run(pr
     assert details["status"] == "Failed"
     assert details["error"]["error"]["code"] == "Terminated"
     assert not _alive(int(pid_file.read_text()))
+
+
+PARENT = """
+import sys, time
+from runyard import Run, ScriptRunConfig
+run = Run.get_context()
+run.submit_child(ScriptRunConfig(".", "child.py"))
+print("submitted", flush=True)
+if sys.argv[1] == "stay":
+    time.sleep(600)
+"""
+
+CHILD = """
+import time
+time.sleep(1)
+print("child done")
+"""
+
+
+@pytest.mark.parametrize("parent_end", ["exits", "supervisor killed"])
+def test_a_child_run_outlives_the_script_that_submitted_it(project, parent_end):
+    """Parent and child runs are independent: the end of the parent's processes (normal,
+    or its supervisor killed) stops none of its child runs, which were submitted from its
+    script and so started inside its process tree."""
+    project.script("parent.py", PARENT)
+    project.script("child.py", CHILD)
+    argument = "leave" if parent_end == "exits" else "stay"
+    parent = project.exp.submit(ScriptRunConfig(str(project.root), "parent.py", [argument]))
+    wait_until(lambda: "submitted" in project.log_text(parent), timeout=30)
+    if parent_end == "supervisor killed":
+        supervisor_of(parent.id).send_signal(signal.SIGKILL)
+    expected = "Completed" if parent_end == "exits" else "Failed"
+    assert (
+        parent.wait_for_completion(wait_post_processing=True, raise_on_error=False)["status"]
+        == expected
+    )
+    (child,) = parent.get_children()
+    details = child.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert details["status"] == "Completed", details.get("error")
+    assert "child done" in project.log_text(child)

@@ -71,9 +71,29 @@ def descendants(root: int) -> list[int]:
     todo = [root]
     while todo:
         for pid in children.get(todo.pop(), []):
+            if is_supervisor(pid):  # another run's, with its own keeper: independent
+                continue
             found.append(pid)
             todo.append(pid)
     return [pid for pid in found if pid in alive]
+
+
+SUPERVISOR_MODULE = b"runyard.execution.supervisor"
+
+
+def is_supervisor(pid: int) -> bool:
+    """Is ``pid`` the supervisor of a run (one that a script submitted, a child run)?
+
+    Runs are independent of the script that submitted them, as in the original: a parent
+    may end while its children go on, so a tree being stopped leaves them (and what they
+    supervise) alone.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return SUPERVISOR_MODULE in args[1:4] and b"-m" in args[1:3]
 
 
 def _descendants_psutil(root: int) -> list[int]:  # pragma: no cover - not Linux

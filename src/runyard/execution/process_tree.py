@@ -82,10 +82,22 @@ def start(
 
 
 def descendants() -> list[psutil.Process]:
-    try:
-        return psutil.Process(os.getpid()).children(recursive=True)
-    except psutil.Error:
-        return []
+    """This process's descendants, except the supervisors of other runs and their trees
+    (child runs a script submitted: runs are independent of their parent's processes)."""
+    from .keeper import is_supervisor
+
+    found: list[psutil.Process] = []
+    todo = [psutil.Process(os.getpid())]
+    while todo:
+        try:
+            children = todo.pop().children()
+        except psutil.Error:
+            continue
+        for child in children:
+            if not is_supervisor(child.pid):
+                found.append(child)
+                todo.append(child)
+    return found
 
 
 def stop_all(grace_seconds: float) -> None:
