@@ -104,6 +104,21 @@ def try_borrow(folder: str, lenders: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def borrowed(folder: str, run_id: str) -> bool:
+    """Does a descendant run in ``run_id``'s slot right now (also if ``run_id`` is gone)?"""
+    try:
+        fd = os.open(_borrow(folder, run_id), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def settle(folder: str, run_id: str) -> bool:
     """Wait until no descendant borrows ``run_id``'s slot, then remove its loan files.
 

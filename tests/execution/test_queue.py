@@ -83,6 +83,36 @@ def test_children_of_a_waiting_parent_share_its_slot_one_at_a_time(project, tmp_
     assert {c.get_status() for c in parent.get_children()} == {"Completed"}
 
 
+PARENT_OF_ONE = """
+import sys
+from runyard import Run, ScriptRunConfig
+run = Run.get_context()
+child = run.submit_child(ScriptRunConfig(".", "stamp.py", [sys.argv[1], 1.5, "child"]))
+child.wait_for_completion()
+"""
+
+
+def test_a_killed_lenders_slot_stays_taken_while_its_borrower_runs(project, tmp_path):
+    """The lender's supervisor dies (releasing its slot lock) while a child runs in the lent
+    slot: the child goes on, and no other run may take that slot before it ends."""
+    project.ws.max_concurrent_runs = 1
+    project.script("stamp.py", STAMP)
+    project.script("parent.py", PARENT_OF_ONE)
+    stamps = tmp_path / "stamps.txt"
+    parent = project.exp.submit(ScriptRunConfig(str(project.root), "parent.py", [str(stamps)]))
+    child = wait_until(lambda: next(iter(parent.get_children()), None), timeout=30)
+    wait_until(lambda: child.get_status() == "Running", timeout=30)
+    supervisor_of(parent.id).send_signal(signal.SIGKILL)
+    later = project.exp.submit(
+        ScriptRunConfig(str(project.root), "stamp.py", [str(stamps), 0, "later"])
+    )
+    assert later.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    assert child.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    spans = _spans(stamps)
+    assert sorted(s[0] for s in spans) == ["child", "later"]
+    assert _peak(spans) == 1, spans  # never more runs executing than slots
+
+
 def test_many_runs_two_slots_none_lost_none_twice(project, tmp_path):
     project.script("stamp.py", STAMP)
     stamps = tmp_path / "stamps.txt"

@@ -22,12 +22,22 @@ class Slots:
         os.makedirs(folder, exist_ok=True)
 
     def try_acquire(self, holder: str = "") -> int | None:
-        """Take a free slot and return its file descriptor (keep it open), or None."""
+        """Take a free slot and return its file descriptor (keep it open), or None.
+
+        A slot whose last holder died while a descendant run borrowed it (see ``_loans``)
+        is not free until that borrower ends.
+        """
+        from .._loans import borrowed
+
         for index in range(self.count):
             fd = os.open(os.path.join(self.folder, f"slot-{index}.lock"), os.O_CREAT | os.O_RDWR)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
+                continue
+            last = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            if last and borrowed(self.folder, last):
                 os.close(fd)
                 continue
             os.ftruncate(fd, 0)
