@@ -51,12 +51,13 @@ def test_a_path_part_over_255_bytes_is_refused_before_anything_is_written(run):
 
 def test_bytes_that_cannot_be_placed_leave_no_record(run, ws, tmp_path):
     folder = os.path.join(ws.artifacts_root, "runs", run.id)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "planted"), "w") as fh:  # not a recorded artifact
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    with open(folder, "w") as fh:  # a file where the run's folder must be
         fh.write("in the way")
     with pytest.raises(Conflict, match="share a name"):
         run.upload_file("planted/model.pkl", _bytes())
     assert run.get_file_names() == []
+    os.unlink(folder)
     run.upload_file("model.pkl", _bytes("ok"))
     assert run.download_files(output_directory=str(tmp_path / "out"))
     assert os.listdir(os.path.join(ws.artifacts_root, ".staging")) == []
@@ -176,3 +177,23 @@ def test_an_output_deleted_while_the_run_finishes_is_not_a_failure(local_ws, mon
     run.complete()
     assert run.get_status() == "Completed"
     assert run.get_file_names() == ["outputs/keep.txt"]
+
+
+def test_leftovers_of_a_killed_upload_never_take_a_name(ws):
+    """An upload killed between placing its bytes and storing its record leaves bytes no
+    record names. They gave a Conflict ("a file and a folder would share a name") to
+    every later upload of a name under them or over them, forever."""
+    run = Experiment(ws, "files").start_logging(snapshot_directory=None, outputs=False)
+    folder = os.path.join(ws.artifacts_root, "runs", run.id)
+    os.makedirs(os.path.join(folder, "ckpt", "epoch1"))
+    with open(os.path.join(folder, "model"), "wb") as fh:
+        fh.write(b"bytes of an upload killed before its record")
+    with open(os.path.join(folder, "ckpt", "epoch1", "w.bin"), "wb") as fh:
+        fh.write(b"more of them")
+    run.upload_file("model/weights.bin", _bytes("new weights"))
+    run.upload_file("ckpt", _bytes("a file now"))
+    assert run.get_file_names() == ["ckpt", "model/weights.bin"]
+    with run._artifacts.open(run.id, "ckpt") as fh:
+        assert fh.read() == b"a file now"
+    with pytest.raises(Conflict, match="cannot be both a file and a folder"):
+        run.upload_file("model", _bytes("x"))  # recorded names still never give way

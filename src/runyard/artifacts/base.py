@@ -15,7 +15,12 @@ class ArtifactStore(Protocol):
         ...
 
     def commit(self, staged: str, run_id: str, path: str) -> None:
-        """Move a staged file to its place as ``path`` of ``run_id``."""
+        """Move a staged file to its place as ``path`` of ``run_id``.
+
+        Called inside the record's transaction, after the store checked that no record
+        names ``path`` or a file or folder in its way: what stands there is leftovers (the
+        bytes of an upload killed before its record was stored) and gives way.
+        """
         ...
 
     def discard(self, staged: str) -> None: ...

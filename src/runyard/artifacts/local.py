@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from typing import BinaryIO
 
@@ -58,8 +59,13 @@ class LocalArtifactStore:
 
     def commit(self, staged: str, run_id: str, path: str) -> None:
         target = self._run_file(run_id, path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(staged, target)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(staged, target)
+        except (NotADirectoryError, FileExistsError, IsADirectoryError):
+            self._clear_way(run_id, target)  # unrecorded leftovers (see ArtifactStore.commit)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(staged, target)
 
     def remove(self, run_id: str, path: str) -> None:
         """Delete the bytes of ``path`` (whose record could not be stored)."""
@@ -67,6 +73,19 @@ class LocalArtifactStore:
             os.unlink(self._run_file(run_id, path))
         except FileNotFoundError:
             pass
+
+    def _clear_way(self, run_id: str, target: str) -> None:
+        """Remove a file standing where a folder of ``target`` must be, and a folder at
+        ``target`` itself."""
+        folder = os.path.join(self.root, "runs", check_run_id(run_id))
+        parent = os.path.dirname(target)
+        while parent != folder:  # the nearest file standing where a folder must be
+            if os.path.isfile(parent) or os.path.islink(parent):
+                os.unlink(parent)
+                break
+            parent = os.path.dirname(parent)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
 
     def discard(self, staged: str) -> None:
         try:

@@ -652,7 +652,8 @@ class SqlStore:
 
         A name is write-once (a streaming log may be recorded again), and never both a file
         and a folder: ``a`` and ``a/b`` cannot both exist. If ``place`` fails, nothing is
-        recorded.
+        recorded. Writes of one run's artifacts take turns, so ``place`` sees every other
+        name of the run committed: whatever else is in its way is unrecorded leftovers.
         """
         check_artifact_path(record.path)  # a key of the table: bounded like every key
         parts = record.path.split("/")
@@ -660,6 +661,10 @@ class SqlStore:
         below = record.path + "/"
 
         def body(cur: SqlCursor) -> None:
+            if cur.dialect == "postgresql":  # SQLite's writers take turns already
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(?, 7460318))", (record.run_id,)
+                )
             self._require_run(cur, record.run_id)
             clash = cur.execute(
                 "SELECT path FROM artifacts WHERE run_id = ? AND (substr(path, 1, ?) = ?"
