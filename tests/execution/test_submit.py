@@ -285,6 +285,12 @@ def test_a_bad_liveness_setting_is_a_clear_error_for_readers_and_supervisors(pro
     assert details["status"] == "Failed"
     message = details["error"]["error"]["message"]
     assert "RUNYARD_HEARTBEAT_SECONDS='0' is not a positive number" in message
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "a while")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py"))
+    details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    message = details["error"]["error"]["message"]
+    assert "RUNYARD_CANCEL_GRACE_SECONDS='a while' is not a number" in message
     monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "soon")
     with pytest.raises(UserError, match="RUNYARD_NOT_RESPONDING_SECONDS='soon'"):
         list(project.exp.get_runs())

@@ -13,6 +13,7 @@ of a submitted run's status until that status is final.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import selectors
 import signal
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 
 from .. import _liveness, _loans, _owners
 from .._waiting import STD_LOG
-from ..errors import RunyardError
+from ..errors import RunyardError, UserError
 from ..records import RUNNING_STATUSES, TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
 from ..workspace import Workspace
@@ -47,7 +48,18 @@ _PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", "RUNYARD_MAX_CONCURRENT_RUNS",
 
 
 def cancel_grace() -> float:
-    return float(os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "1.0"))
+    """Seconds between SIGTERM and SIGKILL when a run's processes are stopped."""
+    raw = os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "1.0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise UserError(
+            f"RUNYARD_CANCEL_GRACE_SECONDS={raw!r} is not a number of seconds (0 or more); "
+            "fix or unset the variable"
+        )
+    return value
 
 
 class Stop(Exception):
@@ -117,6 +129,7 @@ class Supervisor:
         process_tree.become_subreaper()  # orphans of every phase's processes come here
         try:
             interval = _liveness.heartbeat_seconds()  # a bad setting fails the run here
+            cancel_grace()
             self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
             threading.Thread(target=self._beat, args=(interval,), daemon=True).start()
             self.move("Queued", ("NotStarted",))
