@@ -19,6 +19,7 @@ Environment variables override the defaults, for every process alike.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import math
 import os
 import time
@@ -176,7 +177,11 @@ def supervisor_stderr_path(run_id: str) -> str:
     """
     folder = os.path.join(_owners.scratch_root(), "supervisors")
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    return os.path.join(folder, f"{run_id}.stderr.txt")
+    name = run_id
+    if len(name.encode()) > 200:  # run ids may be 255 long; a file name may not be longer
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:16]
+        name = f"{run_id[:180]}-{digest}"
+    return os.path.join(folder, f"{name}.stderr.txt")
 
 
 def stderr_tail(run_id: str) -> list[str]:

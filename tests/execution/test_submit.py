@@ -294,3 +294,13 @@ def test_a_bad_liveness_setting_is_a_clear_error_for_readers_and_supervisors(pro
     monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "soon")
     with pytest.raises(UserError, match="RUNYARD_NOT_RESPONDING_SECONDS='soon'"):
         list(project.exp.get_runs())
+
+
+def test_a_script_run_takes_the_longest_valid_run_id(project):
+    """The supervisor's files are named after the run; a 255-character id must fit."""
+    project.script("hello.py", "print('hello')\n")
+    run_id = "r" * 255
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py"), run_id=run_id)
+    assert run.id == run_id
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+    assert "hello" in project.log_text(run)
