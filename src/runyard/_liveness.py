@@ -37,6 +37,7 @@ DEFAULTS = {
     "RUNYARD_NOT_RESPONDING_SECONDS": 30.0,
     "RUNYARD_FAILED_SECONDS": 120.0,
 }
+CHECK_AFTER_BEATS = 2.5  # heartbeats missed before a reader asks whether the process lives
 STDERR_LOG = "system_logs/supervisor-stderr.txt"
 STDERR_LINES = 20
 UNCLAIMED_STDERR_AGE = 86400.0  # a dead supervisor's stderr nobody collected: kept a day
@@ -69,11 +70,15 @@ def expire_silent_runs(
 ) -> int:
     """Apply the rule above to the late runs (and to ``run_id``); cheap when none is late.
 
-    Returns how many runs changed status.
+    A run is late once it missed a few heartbeats (``CHECK_AFTER_BEATS``): then, if its
+    supervisor ran on this machine, the process decides, so every reader (a listing too)
+    sees a dead supervisor's run Failed within seconds; live supervisors beat and are not
+    even looked at. Returns how many runs changed status.
     """
     late_after = _setting("RUNYARD_NOT_RESPONDING_SECONDS")
     fail_after = _setting("RUNYARD_FAILED_SECONDS")
-    candidates = store.supervised_runs(late_after, include=run_id)
+    check_after = min(late_after, CHECK_AFTER_BEATS * heartbeat_seconds())
+    candidates = store.supervised_runs(check_after, include=run_id)
     changed = 0
     spare: list[str] = []
     late_elsewhere = False

@@ -184,3 +184,19 @@ def test_a_slow_heartbeat_marked_not_responding_recovers(project, monkeypatch):
     assert "NotResponding" in seen  # readers guessed the supervisor was gone...
     assert run.get_status() == "Completed"  # ...but it was not, and the run went on
     assert "woke up" in project.log_text(run)
+
+
+def test_a_listing_sees_a_dead_supervisors_run_failed_within_heartbeats(project, monkeypatch):
+    """Not only the run's own get_status: every reader on the supervisor's machine asks the
+    process once a run missed a few heartbeats (not after RUNYARD_NOT_RESPONDING_SECONDS)."""
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "300")
+    project.script("sleepy.py", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "sleepy.py"))
+    wait_until(lambda: "up" in project.log_text(run), timeout=30)
+    supervisor_of(run.id).send_signal(signal.SIGKILL)
+    listed = wait_until(
+        lambda: [r for r in project.exp.get_runs() if r._record.status == "Failed"], timeout=15
+    )
+    assert [r.id for r in listed] == [run.id]
+    assert listed[0]._record.error["error"]["code"] == "SupervisorDied"
