@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _loans
-from .errors import ActivityFailedError, ExperimentExecutionError
+from .errors import ActivityFailedError, ExperimentExecutionError, UserError
 from .records import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -71,6 +71,16 @@ def wait_for_completion(
     raise_on_error: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Block until the run is finished (see Run.wait_for_completion)."""
+    if (
+        run.id == os.environ.get("RUNYARD_RUN_ID")
+        and run._record.heartbeat is not None
+        and run._record.status not in TERMINAL_STATUSES
+    ):
+        raise UserError(
+            f"run {run.id} is the run of this script: it cannot finish while the script waits "
+            "for it, so the wait would never end. Wait for it from another process, or wait "
+            "for child runs instead."
+        )
     stop_at = set(TERMINAL_STATUSES)
     if not (wait_post_processing or show_output):
         stop_at.update(POST_PROCESSING_STATUSES)

@@ -281,11 +281,11 @@ def test_a_bad_liveness_setting_is_a_clear_error_for_readers_and_supervisors(pro
     project.script("hello.py", "print('hello')\n")
     monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "0")
     run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py"))
+    monkeypatch.delenv("RUNYARD_HEARTBEAT_SECONDS")  # the supervisor has it
     details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
     assert details["status"] == "Failed"
     message = details["error"]["error"]["message"]
     assert "RUNYARD_HEARTBEAT_SECONDS='0' is not a positive number" in message
-    monkeypatch.setenv("RUNYARD_HEARTBEAT_SECONDS", "1")
     monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "a while")
     run = project.exp.submit(ScriptRunConfig(str(project.root), "hello.py"))
     details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
@@ -304,3 +304,16 @@ def test_a_script_run_takes_the_longest_valid_run_id(project):
     assert run.id == run_id
     assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
     assert "hello" in project.log_text(run)
+
+
+def test_a_script_waiting_for_its_own_run_is_told_at_once(project):
+    """Its run cannot finish while the script waits for it: the wait would never end."""
+    project.script(
+        "myself.py",
+        "from runyard import Run\nRun.get_context().wait_for_completion()\n",
+    )
+    config = ScriptRunConfig(str(project.root), "myself.py", max_run_duration_seconds=10)
+    run = project.exp.submit(config)  # the limit ends a wait that never returns
+    details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert "cannot finish while the script waits for it" in details["error"]["error"]["message"]
