@@ -234,3 +234,12 @@ def test_a_script_argument_named_debug_belongs_to_the_script(project):
     assert "Traceback" not in done.stderr
     debug = cli("run", "submit-script", "--debug", "-e", "bad name", "train.py", cwd=project)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_query_that_does_not_fit_the_result_is_one_short_error(project):
+    """JMESPath's own message quotes the whole value it choked on (a run's full record)."""
+    done = cli("run", "list", "--query", "sum(@)", cwd=project)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert "sum() takes array-number, not dict" in line and len(line) < 200, line
+    assert "run_id" not in done.stderr and "Traceback" not in done.stderr

@@ -86,10 +86,30 @@ class Session:
 
     def emit(self, result: Any) -> None:
         if self.query is not None and result is not None:
-            result = self.query.search(result)
+            result = _search(self.query, result)
         text = render(result, self.output, self.query is not None, self.table)
         if text:
             click.echo(text)
+
+
+def _search(query: Any, result: Any) -> Any:
+    """Apply ``--query``; a query that does not fit the result is a usage error, told short
+    (JMESPath's own message quotes the whole value it choked on)."""
+    from jmespath.exceptions import JMESPathError, JMESPathTypeError
+
+    try:
+        return query.search(result)
+    except JMESPathTypeError as exc:
+        expected = " or ".join(exc.expected_types)
+        raise click.UsageError(
+            f"--query {query.expression!r} does not fit this result: {exc.function_name}() "
+            f"takes {expected}, not {exc.actual_type}"
+        ) from None
+    except JMESPathError as exc:
+        detail = " ".join(str(exc).split())
+        if len(detail) > 200:
+            detail = detail[:200] + "…"
+        raise click.UsageError(f"--query {query.expression!r} failed: {detail}") from None
 
 
 def _compile_query(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
