@@ -212,15 +212,23 @@ def keep_supervisor_stderr(store: Store, artifacts: ArtifactStore, run_id: str) 
             if os.fstat(fh.fileno()).st_size:
                 staged, size, digest = artifacts.stage(fh)
                 record = ArtifactRecord(run_id, STDERR_LOG, size, digest, time.time(), False)
+                placed = False
+
+                def place() -> None:  # the bytes go in place inside the record's transaction
+                    nonlocal placed
+                    if not placed:
+                        artifacts.commit(staged, run_id, STDERR_LOG)
+                        placed = True
+
                 try:
-                    store.add_artifact(record)
+                    store.add_artifact(record, place)
                 except (Conflict, NotFound):
-                    artifacts.discard(staged)
+                    if not placed:
+                        artifacts.discard(staged)
                 except BaseException:
-                    artifacts.discard(staged)
+                    if not placed:
+                        artifacts.discard(staged)
                     raise
-                else:
-                    artifacts.commit(staged, run_id, STDERR_LOG)
     except FileNotFoundError:
         return
     _unlink(path)

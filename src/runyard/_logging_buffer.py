@@ -229,11 +229,17 @@ def _flush_at_exit() -> None:
         if buffer.error is None and not left:
             continue
         what = f"{left} metric points" if left else "some metric points"
-        print(
-            f"runyard: {what} of run {buffer.run_id} could not be stored: "
-            f"{buffer.error or 'the store did not answer'}",
-            file=sys.__stderr__,
+        message = (
+            f"{what} of run {buffer.run_id} could not be stored: "
+            f"{buffer.error or 'the store did not answer'}"
         )
+        print(f"runyard: {message}", file=sys.__stderr__)
+        try:  # so that a supervisor never calls this run Completed (if the store answers)
+            buffer.store.update_run(
+                buffer.run_id, error={"error": {"code": "RunDataNotStored", "message": message}}
+            )
+        except Exception:
+            pass
 
 
 _flusher = _Flusher()

@@ -317,3 +317,34 @@ def test_a_script_waiting_for_its_own_run_is_told_at_once(project):
     details = run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
     assert details["status"] == "Failed"
     assert "cannot finish while the script waits for it" in details["error"]["error"]["message"]
+
+
+def test_a_script_whose_last_points_cannot_be_stored_is_not_completed(project):
+    """Exit code 0, but the flush at interpreter exit was refused: the run is Failed."""
+    project.script(
+        "lossy.py",
+        """
+        from runyard import Run
+        run = Run.get_context()
+        other = run.experiment.workspace.get_run(run.id)
+        other.log("warm", 1.0)   # this handle now knows the run's series: x is not one
+        run.log_list("x", [1, 2])
+        run.flush()
+        other.log("x", 3.0)      # a scalar under a list's name: refused at exit
+        """,
+    )
+    run = project.exp.submit(ScriptRunConfig(str(project.root), "lossy.py"))
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["error"]["code"] == "RunDataNotStored"
+    assert "could not be stored" in details["error"]["error"]["message"]
+
+
+def test_a_long_unicode_experiment_name_still_makes_a_valid_run_id(project):
+    from runyard import Experiment
+
+    exp = Experiment(project.ws, "a" + "é" * 200)
+    project.script("ok.py", "print('ok')\n")
+    run = exp.submit(ScriptRunConfig(str(project.root), "ok.py"))
+    assert len(run.id.encode()) <= 255
+    assert run.wait_for_completion()["status"] == "Completed"

@@ -76,7 +76,9 @@ def submit(
     if rc.history.snapshot_project:
         properties["ContentSnapshotId"] = snapshot_id
     properties.update(git_properties(source))
-    run_id = run_id or f"{experiment.name[:200]}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    if run_id is None:  # the experiment's name, cut to fit 255 bytes with what follows
+        stem = experiment.name.encode()[:200].decode("utf-8", "ignore")
+        run_id = check_run_id(f"{stem}_{int(time.time())}_{uuid.uuid4().hex[:8]}")
     owner_file = _liveness.supervisor_stderr_path(run_id)
     with _owner_lock(owner_file, run_id) as stderr:
         try:

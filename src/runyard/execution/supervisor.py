@@ -29,6 +29,7 @@ from .._waiting import STD_LOG
 from ..errors import RunyardError, UserError
 from ..records import RUNNING_STATUSES, TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
+from ..store import iter_runs
 from ..workspace import Workspace
 from . import process_tree, shim
 from .failure import RunFailure
@@ -221,8 +222,7 @@ class Supervisor:
         me = self.run._record
         for status in ("NotStarted", "Queued"):
             query = RunQuery(status=status, type="azureml.scriptrun")
-            older = self.store.search_runs(query, after=(me.created, me.number), limit=50)
-            for other in older:
+            for other in iter_runs(self.store, query, after=(me.created, me.number)):
                 if other.target != "local":
                     continue
                 if _liveness.expire_silent_runs(self.store, self.ws._artifacts, run_id=other.id):
@@ -371,6 +371,10 @@ class Supervisor:
             self.run._outputs_dir = os.path.join(self.folder, "outputs")
             self.run._collect_outputs()
         if code == 0:
+            lost = (self.store.get_run(self.run.id).error or {}).get("error", {})
+            if lost.get("code") == "RunDataNotStored":  # the script's own exit flush failed
+                self.move("Failed", ("Finalizing",), error=_error(lost["message"], lost["code"]))
+                return
             self.move("Completed", ("Finalizing",))
             return
         reason = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -445,7 +449,9 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGTERM, _terminated)
     _liveness.sweep_supervisor_stderr()
-    workspace = Workspace(os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"))
+    workspace = Workspace(
+        os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"), _create=False
+    )
     try:
         run = workspace.get_run(argv[0])
         slots = int(os.environ.get("RUNYARD_MAX_CONCURRENT_RUNS") or os.cpu_count() or 1)

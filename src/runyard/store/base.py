@@ -90,18 +90,22 @@ class Store(Protocol):
 
 
 def iter_runs(
-    store: Store, query: RunQuery, page: int = 500, max_page: int = 5000
+    store: Store,
+    query: RunQuery,
+    page: int = 500,
+    max_page: int = 5000,
+    after: tuple[float, int] | None = None,
 ) -> Iterable[RunRecord]:
     """All runs matching ``query``, newest first, fetched a page at a time.
 
     The first page is small, for callers that want only the newest runs; later pages grow
-    to ``max_page``, because every page costs one query however few runs it returns. With
+    to ``max_page``, because every page costs one query however few runs it returns.
+    ``after`` (created time, number) starts below that run. With
     tag or property filters every page costs about the same whatever its size (the matches
     are found and sorted each time), so the first page is a large one too.
     """
     if query.tags or query.properties:
         page = max_page
-    after: tuple[float, int] | None = None
     while True:
         batch = store.search_runs(query, after=after, limit=page)
         yield from batch
