@@ -111,7 +111,7 @@ def best_of(argv: list[str], times: int = 10) -> float:
     runs = []
     for _ in range(times):
         start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         runs.append(time.perf_counter() - start)
     return min(runs)
 

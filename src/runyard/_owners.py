@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import socket
 import stat
-import tempfile
 import time
 
 FOREIGN_MAX_AGE = 7 * 86400  # leftovers of another machine's processes: swept after a week
@@ -37,6 +34,8 @@ def host_key() -> str:
                 parts.append(fh.read().strip())
             parts.append(os.readlink("/proc/self/ns/pid"))
         except OSError:
+            import socket
+
             parts = [socket.gethostname()]  # elsewhere start times are absolute
         key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
         _cache["host"] = key
@@ -123,6 +122,8 @@ def alive(name: str) -> bool | None:
 
 def scratch_root() -> str:
     """This user's folder for runyard's temporary files: ``<temp>/runyard-<uid>`` (0700)."""
+    import tempfile
+
     root = os.path.join(tempfile.gettempdir(), f"runyard-{os.getuid()}")
     try:
         os.mkdir(root, 0o700)
@@ -193,6 +194,8 @@ def sweep(folder: str) -> list[str]:
 
 def remove(path: str) -> None:
     """Remove a file or a whole folder, also one holding folders a script made read-only."""
+    import shutil
+
     for _ in range(3):
         try:
             if os.path.isdir(path) and not os.path.islink(path):
