@@ -17,7 +17,7 @@ def test_offline_run_prints_what_it_would_record(capsys, monkeypatch, tmp_path):
     (tmp_path / "m.pkl").write_bytes(b"model")
     run = Run.get_context()
     assert isinstance(run, OfflineRun) and run.id.startswith("OfflineRun_")
-    with run:
+    with pytest.warns(RuntimeWarning, match="already Failed"), run:  # fail() inside the block
         run.log("loss", 0.5)
         run.log_list("accs", [1, 2])
         run.tag("k", "v")
