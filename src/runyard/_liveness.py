@@ -180,12 +180,12 @@ def supervisor_stderr_path(run_id: str) -> str:
     The submitter creates it and takes an ``flock`` that the supervisor inherits, so the
     lock is held exactly as long as the supervisor lives.
     """
-    folder = os.path.join(_owners.scratch_root(), "supervisors")
+    folder = os.path.join(_owners.scratch_root(), _owners.SHARED_FOLDERS[0])
     os.makedirs(folder, mode=0o700, exist_ok=True)
     name = run_id
     if len(name.encode()) > 200:  # run ids may be 255 long; a file name may not be longer
         digest = hashlib.sha256(run_id.encode()).hexdigest()[:16]
-        name = f"{run_id[:180]}-{digest}"
+        name = f"{run_id.encode()[:180].decode('utf-8', 'ignore')}-{digest}"
     return os.path.join(folder, f"{name}.stderr.txt")
 
 
@@ -203,32 +203,17 @@ def stderr_tail(run_id: str) -> list[str]:
 
 def keep_supervisor_stderr(store: Store, artifacts: ArtifactStore, run_id: str) -> None:
     """Move a supervisor's stderr into the run's ``system_logs/`` (if it wrote anything)."""
+    from ._run_files import store_artifact
     from .errors import Conflict, NotFound
-    from .records import ArtifactRecord
 
     path = supervisor_stderr_path(run_id)
     try:
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size:
-                staged, size, digest = artifacts.stage(fh)
-                record = ArtifactRecord(run_id, STDERR_LOG, size, digest, time.time(), False)
-                placed = False
-
-                def place() -> None:  # the bytes go in place inside the record's transaction
-                    nonlocal placed
-                    if not placed:
-                        artifacts.commit(staged, run_id, STDERR_LOG)
-                        placed = True
-
                 try:
-                    store.add_artifact(record, place)
+                    store_artifact(store, artifacts, run_id, STDERR_LOG, fh)
                 except (Conflict, NotFound):
-                    if not placed:
-                        artifacts.discard(staged)
-                except BaseException:
-                    if not placed:
-                        artifacts.discard(staged)
-                    raise
+                    pass  # kept already, or the run is gone
     except FileNotFoundError:
         return
     _unlink(path)

@@ -120,6 +120,9 @@ def alive(name: str) -> bool | None:
     return now is not None and now in (start, _UNKNOWN)
 
 
+SHARED_FOLDERS = ("supervisors",)  # in the scratch root, shared by every process
+
+
 def scratch_root() -> str:
     """This user's folder for runyard's temporary files: ``<temp>/runyard-<uid>`` (0700)."""
     import tempfile
@@ -150,7 +153,7 @@ def process_folder() -> str:
     folder = _cache.get(key)
     if folder is None or not os.path.isdir(folder):
         root = scratch_root()
-        sweep(root)
+        sweep(root, keep=SHARED_FOLDERS)
         folder = os.path.join(root, process_name())
         os.makedirs(folder, exist_ok=True)
         _cache[key] = folder
@@ -162,8 +165,10 @@ def owned_prefix() -> str:
     return process_name() + "."
 
 
-def sweep(folder: str) -> list[str]:
+def sweep(folder: str, keep: tuple[str, ...] = ()) -> list[str]:
     """Remove the entries of ``folder`` owned by dead processes; return what was removed.
+
+    Entries named in ``keep`` (folders every process shares) are never removed.
 
     An entry is owned when its name is ``<process name>`` or ``<process name>.<anything>``.
     Entries of another machine's processes, and entries with no owner in their name, are
@@ -175,6 +180,8 @@ def sweep(folder: str) -> list[str]:
     except FileNotFoundError:
         return removed
     for name in names:
+        if name in keep:
+            continue
         path = os.path.join(folder, name)
         parsed = _parse(name.split(".", 1)[0])
         verdict = None if parsed is None else alive(name.split(".", 1)[0])

@@ -37,51 +37,7 @@ class FilesMixin:
     _record: RunRecord
 
     def _put(self, name: str, source: BinaryIO, streaming: bool = False) -> ArtifactRecord:
-        """Store bytes and record together: a failure at any step leaves neither."""
-        try:
-            staged, size, digest = self._artifacts.stage(source)
-        except OSError as exc:
-            raise _os_error(exc, f"cannot store {name!r} of run {self.id}") from exc
-        record = ArtifactRecord(self.id, name, size, digest, time.time(), streaming)
-        placed = False
-
-        def place() -> None:  # inside the record's transaction, which may run again
-            nonlocal placed
-            if placed:
-                return
-            try:
-                self._artifacts.commit(staged, self.id, name)
-            except OSError as exc:
-                raise _os_error(exc, f"cannot store {name!r} of run {self.id}") from exc
-            placed = True
-
-        try:
-            self._store.add_artifact(record, place)
-        except BaseException:
-            if not placed:
-                self._artifacts.discard(staged)
-            elif not streaming:  # the record was not stored: neither are the bytes
-                self._remove_unrecorded(record)
-            raise
-        return record
-
-    def _remove_unrecorded(self, record: ArtifactRecord) -> None:
-        """Remove the bytes at ``record.path`` whose record could not be stored, unless the
-        name was taken meanwhile (another writer's bytes are there now, with its record).
-
-        The name is claimed in a transaction that never commits: no other writer can take
-        it while the bytes go. If the store cannot be reached the bytes stay, unlisted,
-        until the next upload of the name replaces them.
-        """
-
-        def remove() -> None:
-            self._artifacts.remove(self.id, record.path)
-            raise _Removed()
-
-        try:
-            self._store.add_artifact(record, remove)
-        except RunyardError:  # removed; or taken by another writer (Conflict); or unreachable
-            pass
+        return store_artifact(self._store, self._artifacts, self.id, name, source, streaming)
 
     def upload_file(self, name: str, path_or_stream: Any) -> ArtifactRecord:
         """Store a file (a path or a binary stream) as ``name``; names are write-once.
@@ -210,6 +166,25 @@ class FilesMixin:
         return written
 
     # -- outputs, logs, snapshots ----------------------------------------------------
+    def _record_streaming(self, name: str) -> None:
+        """Record a log written in place (a streaming artifact) with its final size and digest."""
+        import hashlib
+
+        local = self._artifacts.local_path(self.id, name)
+        if not local or not os.path.isfile(local):
+            return
+        digest = hashlib.sha256()
+        try:
+            with open(local, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+                size = fh.tell()
+        except OSError as exc:
+            raise _os_error(exc, f"cannot record {name!r} of run {self.id}") from exc
+        self._store.add_artifact(
+            ArtifactRecord(self.id, name, size, digest.hexdigest(), time.time(), True)
+        )
+
     def _collect_outputs(self) -> None:
         """Store every file of ``./outputs``; raise StoreError if any could not be stored."""
         if not self._outputs_dir or not os.path.isdir(self._outputs_dir):
@@ -332,3 +307,60 @@ def _os_error(exc: OSError, what: str) -> RunyardError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(f"{what}: the disk holding the artifacts is full ({reason})")
     return StoreError(f"{what}: {reason} ({exc.filename or 'the artifact folder'})")
+
+
+def store_artifact(
+    store: Store,
+    artifacts: ArtifactStore,
+    run_id: str,
+    name: str,
+    source: BinaryIO,
+    streaming: bool = False,
+) -> ArtifactRecord:
+    """Store bytes and record together: a failure at any step leaves neither."""
+    what = f"cannot store {name!r} of run {run_id}"
+    try:
+        staged, size, digest = artifacts.stage(source)
+    except OSError as exc:
+        raise _os_error(exc, what) from exc
+    record = ArtifactRecord(run_id, name, size, digest, time.time(), streaming)
+    placed = False
+
+    def place() -> None:  # inside the record's transaction, which may run again
+        nonlocal placed
+        if placed:
+            return
+        try:
+            artifacts.commit(staged, run_id, name)
+        except OSError as exc:
+            raise _os_error(exc, what) from exc
+        placed = True
+
+    try:
+        store.add_artifact(record, place)
+    except BaseException:
+        if not placed:
+            artifacts.discard(staged)
+        elif not streaming:  # the record was not stored: neither are the bytes
+            _remove_unrecorded(store, artifacts, record)
+        raise
+    return record
+
+
+def _remove_unrecorded(store: Store, artifacts: ArtifactStore, record: ArtifactRecord) -> None:
+    """Remove the bytes at ``record.path`` whose record could not be stored, unless the
+    name was taken meanwhile (another writer's bytes are there now, with its record).
+
+    The name is claimed in a transaction that never commits: no other writer can take it
+    while the bytes go. If the store cannot be reached the bytes stay, unlisted, until the
+    next upload of the name replaces them.
+    """
+
+    def remove() -> None:
+        artifacts.remove(record.run_id, record.path)
+        raise _Removed()
+
+    try:
+        store.add_artifact(record, remove)
+    except RunyardError:  # removed; or taken by another writer (Conflict); or unreachable
+        pass

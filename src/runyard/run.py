@@ -74,6 +74,7 @@ class Run(MetricsMixin, FilesMixin):
         self._system_managed = False
         self._parent: Run | None = None
         self._capture: _process.StreamCapture | None = None
+        self._log_to_record = False
         self._logs_dir: str | None = None
         self._synced: dict[str, tuple[int, int]] = {}
 
@@ -342,7 +343,12 @@ class Run(MetricsMixin, FilesMixin):
     def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
         """Store what the run holds, then set ``status``; Completed only if all was stored."""
         problems: builtins.list[RunyardError] = []
-        for store_what_it_holds in (self.flush, self._collect_outputs, self._sync_logs):
+        for store_what_it_holds in (
+            self.flush,
+            self._collect_outputs,
+            self._record_user_log,
+            self._sync_logs,
+        ):
             try:
                 store_what_it_holds()
             except RunyardError as exc:
@@ -438,7 +444,7 @@ class Run(MetricsMixin, FilesMixin):
             try:
                 capture.stop(exc)
             finally:
-                self._register_user_log()
+                self._log_to_record = True  # recorded by _finish: its failure fails the run
         if self._logs_dir is not None:
             local_copy = os.path.join(self._logs_dir, "user_log.txt")
             if os.path.isfile(local_copy):  # an older runyard's file: the capture is the log
@@ -446,10 +452,14 @@ class Run(MetricsMixin, FilesMixin):
                 self._synced[USER_LOG] = (info.st_size, info.st_mtime_ns)
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.complete()
-        elif _process.terminated:
-            self.fail(_process.SIGTERM_MESSAGE, error_code="Terminated")
-        else:
-            self.fail(exc)
+        else:  # the block's own exception goes on; a storage problem is only reported
+            try:
+                if _process.terminated:
+                    self.fail(_process.SIGTERM_MESSAGE, error_code="Terminated")
+                else:
+                    self.fail(exc)
+            except RunyardError as problem:
+                warnings.warn(f"run {self.id} failed, and {problem}", RuntimeWarning, stacklevel=2)
         return False
 
     def _start_capture(self) -> _process.StreamCapture | None:
@@ -474,23 +484,11 @@ class Run(MetricsMixin, FilesMixin):
         capture.start()
         return capture
 
-    def _register_user_log(self) -> None:
-        """Record the captured log's final size and digest."""
-        import hashlib
-
-        from .records import ArtifactRecord
-
-        local = self._artifacts.local_path(self.id, USER_LOG)
-        if not local or not os.path.isfile(local):
-            return
-        digest = hashlib.sha256()
-        with open(local, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        size = os.path.getsize(local)
-        self._store.add_artifact(
-            ArtifactRecord(self.id, USER_LOG, size, digest.hexdigest(), time.time(), True)
-        )
+    def _record_user_log(self) -> None:
+        """Record the captured ``logs/user_log.txt`` of a ``with`` block, once it ended."""
+        if self._log_to_record:
+            self._record_streaming(USER_LOG)
+            self._log_to_record = False
 
     # -- tags and properties -------------------------------------------------------------
     def tag(self, key: str, value: Any = None) -> None:

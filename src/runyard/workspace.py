@@ -65,7 +65,11 @@ class Workspace:
                 f'exist; give the right one (--artifacts, {ENV_ARTIFACTS} or the "artifacts" '
                 "key of .runyard/config.json)"
             )
-        self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
+        try:
+            self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
+        except BaseException:
+            self._store.close()
+            raise
 
     def _local_root(self) -> str:
         """This machine's folder for the workspace: local slots, built environments."""

@@ -243,3 +243,15 @@ def test_a_query_that_does_not_fit_the_result_is_one_short_error(project):
     (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     assert "sum() takes array-number, not dict" in line and len(line) < 200, line
     assert "run_id" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_artifacts_given_before_the_command_beats_the_environment(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), artifacts=str(tmp_path / "kept"))
+    Experiment(ws, "e").start_logging(snapshot_directory=None, outputs=False).complete()
+    env = {"RUNYARD_ARTIFACTS": str(tmp_path / "missing")}
+    args = ("--workspace", str(tmp_path / "ws"))
+    out = ok("--artifacts", str(tmp_path / "kept"), "run", "list", "-e", "e", *args,
+             cwd=tmp_path, env=env)  # fmt: skip
+    assert len(json.loads(out)) == 1
+    refused = cli("run", "list", "-e", "e", *args, cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "missing" in refused.stderr

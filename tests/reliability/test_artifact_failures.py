@@ -197,3 +197,27 @@ def test_leftovers_of_a_killed_upload_never_take_a_name(ws):
         assert fh.read() == b"a file now"
     with pytest.raises(Conflict, match="cannot be both a file and a folder"):
         run.upload_file("model", _bytes("x"))  # recorded names still never give way
+
+
+def test_a_with_block_whose_log_cannot_be_recorded_fails_the_run_and_keeps_the_error(
+    local_ws, monkeypatch
+):
+    run = Experiment(local_ws, "files").start_logging(snapshot_directory=None, outputs=False)
+    store = local_ws._store
+    real = store.add_artifact
+
+    def refuse_the_log(record, place=None):
+        if record.path == "logs/user_log.txt" and record.size:
+            raise StoreError("the database is unreachable")
+        return real(record, place)
+
+    monkeypatch.setattr(store, "add_artifact", refuse_the_log)
+    with pytest.warns(RuntimeWarning, match="unreachable"):  # noqa: SIM117
+        with pytest.raises(ValueError, match="the user's own error"), run:
+            print("hello")
+            raise ValueError("the user's own error")
+    assert run.get_status() == "Failed"  # never left Running
+    ok = Experiment(local_ws, "files").start_logging(snapshot_directory=None, outputs=False)
+    with pytest.raises(StoreError, match="unreachable"), ok:
+        print("hello")
+    assert ok.get_status() == "Failed"  # Completed only when everything was stored

@@ -241,3 +241,25 @@ def test_a_user_name_that_is_not_utf8_never_stops_a_run(ws, monkeypatch):
     monkeypatch.setenv("LOGNAME", "b\udcffd")  # what os.environ makes of the byte 0xff
     run = Experiment(ws, "who").start_logging(snapshot_directory=None, outputs=False)
     assert run.get_details()["submittedBy"] == "b\ufffdd"
+
+
+def test_the_longest_unicode_run_id_fits_the_supervisors_stderr_file():
+    from runyard import _liveness
+
+    run_id = "名" * 85  # 255 bytes: a valid id
+    path = _liveness.supervisor_stderr_path(run_id)
+    assert len(os.path.basename(path).encode()) <= 255
+    with open(path, "w") as fh:
+        fh.write("x")
+    os.unlink(path)
+
+
+def test_a_sweep_of_the_scratch_folder_keeps_the_shared_supervisor_folder():
+    from runyard import _liveness, _owners
+
+    folder = os.path.dirname(_liveness.supervisor_stderr_path("r"))
+    os.utime(folder, (0, 0))  # older than any age limit
+    _owners.sweep(_owners.scratch_root(), keep=_owners.SHARED_FOLDERS)
+    assert os.path.isdir(folder)
+    _owners.process_folder()
+    assert os.path.isdir(folder)

@@ -177,14 +177,20 @@ def command(
             debug: bool,
             **kwargs: Any,
         ) -> None:
-            top = click.get_current_context().find_root().params
+            ctx = click.get_current_context()
+            root = ctx.find_root()
+            top = root.params
             state.debug = bool(debug or top.get("debug"))
+            from_env = click.core.ParameterSource.ENVIRONMENT
+            if ctx.get_parameter_source("artifacts") == from_env:
+                artifacts = None  # --artifacts before the command beats the environment
+            artifacts = artifacts if artifacts is not None else top.get("artifacts")
             session = Session(
                 output or top.get("output") or "json",
                 query if query is not None else top.get("query"),
                 workspace_uri if workspace_uri is not None else top.get("workspace_uri"),
                 kwargs.pop("path", None) or ".",
-                artifacts if artifacts is not None else top.get("artifacts"),
+                artifacts,
             )
             session.table = table
             session.emit(func(session, **kwargs))

@@ -59,18 +59,3 @@ class Slots:
             finally:
                 os.close(fd)
         return found
-
-    def busy(self) -> int:
-        """How many slots are taken right now."""
-        taken = 0
-        for index in range(self.count):
-            path = os.path.join(self.folder, f"slot-{index}.lock")
-            fd = os.open(path, os.O_CREAT | os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except BlockingIOError:
-                taken += 1
-            finally:
-                os.close(fd)
-        return taken

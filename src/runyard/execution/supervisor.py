@@ -168,7 +168,7 @@ class Supervisor:
         self._log.close()
         try:
             for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
-                self._register_log(path)
+                self.run._record_streaming(path)
         finally:
             _owners.remove(os.path.dirname(self.folder))
 
@@ -225,7 +225,8 @@ class Supervisor:
             for other in iter_runs(self.store, query, after=(me.created, me.number)):
                 if other.target != "local":
                     continue
-                if _liveness.expire_silent_runs(self.store, self.ws._artifacts, run_id=other.id):
+                _liveness.expire_silent_runs(self.store, self.ws._artifacts, run_id=other.id)
+                if self.store.get_run(other.id).status in TERMINAL_STATUSES:
                     continue  # it was dead, and is finished now
                 return True
         return False
@@ -417,21 +418,6 @@ class Supervisor:
         if record.status == "CancelRequested":
             self.store.set_status(self.run.id, "Canceled", only_from=("CancelRequested",))
             self.say("canceled")
-
-    def _register_log(self, path: str) -> None:
-        import hashlib
-
-        from ..records import ArtifactRecord
-
-        local = self.ws._artifacts.local_path(self.run.id, path)
-        if local and os.path.exists(local):
-            digest = hashlib.sha256()
-            with open(local, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    digest.update(block)
-            size = os.path.getsize(local)
-            record = ArtifactRecord(self.run.id, path, size, digest.hexdigest(), time.time(), True)
-            self.store.add_artifact(record)
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -95,10 +95,6 @@ def encode_times(times: list[float]) -> bytes:
     return _pack(array("d", times))
 
 
-def decode_times(data: bytes) -> list[float]:
-    return _unpack("d", data).tolist()
-
-
 def unpack_times(data: bytes) -> array[float]:
     return _unpack("d", data)
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from ...errors import RunyardError, StoreError, UserError, mark_stored
+from .. import _without_password
 
 RETRY_SECONDS = 120.0
 LOST_CONNECTION_RETRIES = 3
@@ -348,7 +349,7 @@ class PostgresDatabase(Database):
     def __init__(self, uri: str) -> None:
         super().__init__()
         self.uri = uri
-        self.where = _redact(uri)
+        self.where = _without_password(uri)
 
     def _connect(self) -> Any:
         try:
@@ -360,7 +361,9 @@ class PostgresDatabase(Database):
         try:
             return psycopg.connect(self.uri, autocommit=True)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: {exc}") from exc
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {_without_password(self.uri)}: {exc}"
+            ) from exc
 
     def connection(self) -> Any:
         conn = super().connection()
@@ -480,10 +483,3 @@ class PostgresDatabase(Database):
                     f"{xid} was stored; check the run before writing it again"
                 )
             time.sleep(0.2)
-
-
-def _redact(uri: str) -> str:
-    """Hide a password in a connection URI before it goes into a message."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", uri)
