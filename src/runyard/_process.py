@@ -164,7 +164,25 @@ def _say(text: str) -> None:
             pass
 
 
-class Tee(io.TextIOBase):
+class _SameDevice:
+    """What a tee answers as the stream it wraps: the same terminal, file or pipe."""
+
+    _original: Any
+
+    def isatty(self) -> bool:
+        return bool(self._original.isatty())
+
+    def fileno(self) -> int:
+        return int(self._original.fileno())
+
+    def readable(self) -> bool:
+        return bool(getattr(self._original, "readable", lambda: False)())
+
+    def writable(self) -> bool:
+        return bool(getattr(self._original, "writable", lambda: True)())
+
+
+class Tee(_SameDevice, io.TextIOBase):
     """``sys.stdout``/``sys.stderr`` inside ``with run:``: the stream it replaces, plus a copy.
 
     Text goes through the original stream's own text layer and bytes written to
@@ -253,23 +271,11 @@ class Tee(io.TextIOBase):
     def newlines(self) -> Any:  # type: ignore[override]
         return getattr(self._original, "newlines", None)
 
-    def isatty(self) -> bool:
-        return bool(self._original.isatty())
-
-    def fileno(self) -> int:
-        return int(self._original.fileno())
-
-    def readable(self) -> bool:
-        return bool(getattr(self._original, "readable", lambda: False)())
-
-    def writable(self) -> bool:
-        return bool(getattr(self._original, "writable", lambda: True)())
-
     def seekable(self) -> bool:
         return bool(getattr(self._original, "seekable", lambda: False)())
 
 
-class _TeeBuffer(io.BufferedIOBase):
+class _TeeBuffer(_SameDevice, io.BufferedIOBase):
     """``sys.stdout.buffer`` inside ``with run:``: bytes reach the terminal and the log."""
 
     def __init__(self, tee: Tee, original: Any) -> None:
@@ -318,18 +324,6 @@ class _TeeBuffer(io.BufferedIOBase):
 
     def detach(self) -> Any:
         raise io.UnsupportedOperation("detach: the buffer of a captured stream stays attached")
-
-    def isatty(self) -> bool:
-        return bool(self._original.isatty())
-
-    def fileno(self) -> int:
-        return int(self._original.fileno())
-
-    def readable(self) -> bool:
-        return bool(getattr(self._original, "readable", lambda: False)())
-
-    def writable(self) -> bool:
-        return bool(getattr(self._original, "writable", lambda: True)())
 
     def seekable(self) -> bool:
         return False
