@@ -66,26 +66,10 @@ class OfflineRun(Run):
         return cls._singleton
 
     @classmethod
-    def _start(
-        cls,
-        experiment: Experiment,
-        *,
-        parent: Run | None,
-        run_id: str | None,
-        outputs: str | os.PathLike[str] | bool | None,
-        snapshot_directory: str | os.PathLike[str] | None,
-        display_name: str | None,
-        description: str | None,
-        tags: dict[str, Any] | None,
-        name: str | None = None,
-    ) -> Run:
+    def _start(cls, experiment: Experiment, **kwargs: Any) -> Run:
         from . import _process
 
-        run = super()._start(
-            experiment, parent=parent, run_id=run_id, outputs=outputs,
-            snapshot_directory=snapshot_directory, display_name=display_name,
-            description=description, tags=tags, name=name,
-        )  # fmt: skip
+        run = super()._start(experiment, **kwargs)
         _process.untrack(run)  # nothing to finish at exit: it all lives in memory
         return run
 
