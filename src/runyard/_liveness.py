@@ -116,19 +116,7 @@ def supervisor_alive(run: SupervisedRun) -> bool | None:
 
 def _stderr_lock_held(run_id: str) -> bool | None:
     """Is the lock on the run's supervisor stderr file held? None: no such file here."""
-    try:
-        fd = os.open(supervisor_stderr_path(run_id), os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return False
+    return _owners.lock_held(supervisor_stderr_path(run_id))
 
 
 def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: SupervisedRun) -> int:

@@ -23,6 +23,8 @@ import os
 import threading
 from collections.abc import Iterator
 
+from . import _owners
+
 FOLDER_VAR = "RUNYARD_SLOT_FOLDER"  # set by a supervisor for its script: "you hold a seat"
 _held: dict[str, list[int]] = {}  # loan file -> [fd, waiting threads]
 _guard = threading.Lock()
@@ -106,17 +108,7 @@ def try_borrow(folder: str, lenders: list[str]) -> tuple[int, str] | None:
 
 def borrowed(folder: str, run_id: str) -> bool:
     """Does a descendant run in ``run_id``'s slot right now (also if ``run_id`` is gone)?"""
-    try:
-        fd = os.open(_borrow(folder, run_id), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return _owners.lock_held(_borrow(folder, run_id)) is True
 
 
 def settle(folder: str, run_id: str) -> bool:

@@ -234,3 +234,22 @@ def _grant_access(path: str) -> None:
                         os.chmod(full, stat.S_IRWXU)
                 except OSError:
                     pass
+
+
+def lock_held(path: str) -> bool | None:
+    """Does some process hold an ``flock`` on ``path``? None: the file cannot be looked at."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return False
