@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -53,10 +54,21 @@ def supervisor_of(run_id: str) -> psutil.Process:
     raise AssertionError(f"no supervisor process for {run_id}")
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
+def new_project(tmp_path, monkeypatch, slots: int = 2, own_temp: bool = False) -> Project:
+    """A project folder and workspace; ``own_temp`` gives the test its own temporary folder
+    (for tests that look at what runyard leaves there)."""
+    if own_temp:
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        monkeypatch.setenv("TMPDIR", str(temp))
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
     root = tmp_path / "project"
     root.mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", "2")
+    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", str(slots))
     return Project(root, Workspace(tmp_path / "ws"))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Project:
+    return new_project(tmp_path, monkeypatch)

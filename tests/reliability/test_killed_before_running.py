@@ -16,23 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.execution.conftest import Project, supervisor_of, wait_until
+from tests.execution.conftest import Project, new_project, supervisor_of, wait_until
 
-from runyard import ScriptRunConfig, Workspace
+from runyard import ScriptRunConfig
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Project:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(temp))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "300")  # the heartbeat rule is no help
-    root = tmp_path / "project"
-    root.mkdir()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", "1")
-    return Project(root, Workspace(tmp_path / "ws"))
+    return new_project(tmp_path, monkeypatch, slots=1, own_temp=True)
 
 
 KILLED_SUBMITTER = """

@@ -16,22 +16,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.execution.conftest import Project, supervisor_of, wait_until
+from tests.execution.conftest import Project, new_project, supervisor_of, wait_until
 
 from runyard import ScriptRunConfig, Workspace
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Project:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(temp))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    root = tmp_path / "project"
-    root.mkdir()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", "2")
-    return Project(root, Workspace(tmp_path / "ws"))
+    return new_project(tmp_path, monkeypatch, slots=2, own_temp=True)
 
 
 def _files_under(folder: Path) -> list[str]:
