@@ -39,7 +39,6 @@ _RUN_COLUMNS = (
     "r.heartbeat_at, r.error, r.run_definition, r.snapshot_id, r.submitted_by"
 )
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
-_TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
 _FREE_TEXT = ("display_name", "description")
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
@@ -49,11 +48,18 @@ _MAX_NAMED_MATCHES = 50_000
 _COMPOUND_TERMS = 250
 
 
-def _having(table: str, key: str, value: str | None) -> tuple[str, tuple[str, ...]]:
-    """The runs of ``table`` (tags or properties) with ``key`` (and ``value``, if given)."""
-    if value is None:
-        return f"SELECT run_id FROM {table} WHERE key = ?", (key,)
-    return f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value)
+def _filter_selects(query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
+    """One ``SELECT run_id`` (and its parameters) per tag and property filter of ``query``."""
+    selects: list[tuple[str, tuple[str, ...]]] = []
+    for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
+        for key, value in filters.items():
+            if value is None:
+                selects.append((f"SELECT run_id FROM {table} WHERE key = ?", (key,)))
+            else:
+                selects.append(
+                    (f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value))
+                )
+    return selects
 
 
 def _intersect(selects: list[str]) -> str:
@@ -390,14 +396,9 @@ class SqlStore:
         if query.top_level_only:
             where.append("r.parent_id IS NULL")
         if matched is None:
-            for table, filters in (
-                ("run_tags", query.tags),
-                ("run_properties", query.properties),
-            ):
-                for key, value in filters.items():
-                    select, values = _having(table, key, value)
-                    where.append(f"r.id IN ({select})")
-                    params.extend(values)
+            for select, values in _filter_selects(query):
+                where.append(f"r.id IN ({select})")
+                params.extend(values)
         if after is not None:
             where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
             params.extend((after[0], after[0], after[1]))
@@ -412,16 +413,12 @@ class SqlStore:
         """Ids of the runs whose tags and properties match, if there are filters and the
         matches are at most ``_MAX_NAMED_MATCHES`` (found through the (key, value, run_id)
         indexes); None otherwise, and the query walks the runs instead."""
-        selects: list[str] = []
-        params: list[Any] = []
-        for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
-            for key, value in filters.items():
-                select, values = _having(table, key, value)
-                selects.append(select)
-                params.extend(values)
+        selects = _filter_selects(query)
         if not selects:
             return None
-        rows = self.db.read(f"{_intersect(selects)} LIMIT {_MAX_NAMED_MATCHES + 1}", params)
+        sql = _intersect([select for select, _ in selects])
+        params = [value for _, values in selects for value in values]
+        rows = self.db.read(f"{sql} LIMIT {_MAX_NAMED_MATCHES + 1}", params)
         return None if len(rows) > _MAX_NAMED_MATCHES else [r[0] for r in rows]
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
@@ -466,7 +463,7 @@ class SqlStore:
                 "started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, "
                 "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
                 "error = COALESCE(?, error) "
-                f"WHERE id = ? AND status NOT IN {_TERMINAL_SQL}{guard}",
+                f"WHERE id = ? AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}{guard}",
                 (
                     status,
                     status == "Running",
