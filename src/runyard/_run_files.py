@@ -205,10 +205,7 @@ class FilesMixin:
             except (OSError, RunyardError) as exc:
                 missed.append(f"{name} ({exc})")
         if missed:
-            raise StoreError(
-                f"{len(missed)} file(s) of {self._outputs_dir} could not be stored in run "
-                f"{self.id}: " + "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else "")
-            )
+            raise _not_stored(missed, self._outputs_dir, self.id)
 
     def _sync_folder(self, folder: str, prefix: str) -> None:
         """Upload a watched folder (``./logs``): the files that changed since the last sync.
@@ -239,11 +236,7 @@ class FilesMixin:
                 continue
             self._synced[name] = stamp
         if missed:
-            raise StoreError(
-                f"{len(missed)} file(s) of {folder} could not be stored in run {self.id}: "
-                + "; ".join(missed[:5])
-                + (" ..." if len(missed) > 5 else "")
-            )
+            raise _not_stored(missed, folder, self.id)
 
     def take_snapshot(self, file_or_folder_path: str) -> str:
         """Snapshot a folder for a run that has none yet; return the snapshot id."""
@@ -292,6 +285,15 @@ def _copy_out(artifacts: ArtifactStore, run_id: str, name: str, target: str) -> 
     os.makedirs(folder, exist_ok=True)
     with artifacts.open(run_id, name) as src, open(target, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _not_stored(missed: list[str], folder: str, run_id: str) -> StoreError:
+    """One error naming the files of ``folder`` that could not be stored (the first five)."""
+    return StoreError(
+        f"{len(missed)} file(s) of {folder} could not be stored in run {run_id}: "
+        + "; ".join(missed[:5])
+        + (" ..." if len(missed) > 5 else "")
+    )
 
 
 def _os_error(exc: OSError, what: str) -> RunyardError:
