@@ -151,14 +151,9 @@ def _lending_slot(run: Run) -> Iterator[None]:
 
 
 def _descends(run: Run, ancestor: str) -> bool:
-    parent = run._record.parent_id
-    seen: set[str] = set()
-    while parent is not None and parent not in seen and len(seen) < 100:
-        if parent == ancestor:
-            return True
-        seen.add(parent)
-        parent = run._store.get_run(parent).parent_id
-    return False
+    from .store.base import iter_ancestors
+
+    return ancestor in iter_ancestors(run._store, run._record.parent_id)
 
 
 def _write(out: Any, text: str) -> None:

@@ -30,6 +30,7 @@ from ..errors import RunyardError, UserError
 from ..records import RUNNING_STATUSES, TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
 from ..store import iter_runs
+from ..store.base import iter_ancestors
 from ..workspace import Workspace
 from . import process_tree, shim
 from .failure import RunFailure
@@ -178,7 +179,7 @@ class Supervisor:
         Runs take free slots in submission order; a lent slot goes to a descendant of the
         lender whatever its place in the queue.
         """
-        lenders = self._ancestors()
+        lenders = list(iter_ancestors(self.store, self.run._record.parent_id))
         self.say(f"waiting for one of {self.slots.count} local slots")
         told = False
         while True:
@@ -203,15 +204,6 @@ class Supervisor:
                         "slot while it waits in wait_for_completion()"
                     )
             time.sleep(0.1)
-
-    def _ancestors(self) -> list[str]:
-        """Parent, grandparent… of this run, nearest first."""
-        found: list[str] = []
-        parent = self.run._record.parent_id
-        while parent is not None and parent not in found and len(found) < 100:
-            found.append(parent)
-            parent = self.store.get_run(parent).parent_id
-        return found
 
     def _earlier_waiting(self) -> bool:
         """Is a run submitted before this one still waiting? Asks only for older runs.

@@ -7,7 +7,7 @@ The SDK talks only to :class:`Store` (records and metrics) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from ..records import (
@@ -113,3 +113,12 @@ def iter_runs(
             return
         after = (batch[-1].created, batch[-1].number)
         page = max_page
+
+
+def iter_ancestors(store: Store, parent_id: str | None, limit: int = 100) -> Iterator[str]:
+    """The ids of a run's parent, grandparent…, nearest first (at most ``limit``)."""
+    seen: set[str] = set()
+    while parent_id is not None and parent_id not in seen and len(seen) < limit:
+        yield parent_id
+        seen.add(parent_id)
+        parent_id = store.get_run(parent_id).parent_id
