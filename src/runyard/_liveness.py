@@ -45,19 +45,24 @@ FRESH_STDERR_AGE = 60.0  # younger files are never swept: their submitter may be
 
 
 def _setting(name: str) -> float:
+    return seconds_setting(name, DEFAULTS[name])
+
+
+def seconds_setting(name: str, default: float, allow_zero: bool = False) -> float:
+    """A number of seconds from the environment variable ``name`` (positive, or 0 or more
+    with ``allow_zero``); anything else is a UserError naming the variable."""
     raw = os.environ.get(name)
     if raw is None:
-        return DEFAULTS[name]
+        return default
     from .errors import UserError
 
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise UserError(
-            f"{name}={raw!r} is not a positive number of seconds; fix or unset the variable"
-        )
+    if not (value >= 0 if allow_zero else value > 0) or value == math.inf:
+        what = "a number of seconds (0 or more)" if allow_zero else "a positive number of seconds"
+        raise UserError(f"{name}={raw!r} is not {what}; fix or unset the variable")
     return value
 
 

@@ -13,7 +13,6 @@ of a submitted run's status until that status is final.
 from __future__ import annotations
 
 import collections
-import math
 import os
 import selectors
 import signal
@@ -26,7 +25,7 @@ from typing import Any, BinaryIO
 
 from .. import _liveness, _loans, _owners
 from .._waiting import STD_LOG
-from ..errors import RunyardError, UserError
+from ..errors import RunyardError
 from ..records import RUNNING_STATUSES, TERMINAL_STATUSES, RunQuery
 from ..run import Run, format_time
 from ..store import iter_runs
@@ -51,17 +50,7 @@ _PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", "RUNYARD_MAX_CONCURRENT_RUNS",
 
 def cancel_grace() -> float:
     """Seconds between SIGTERM and SIGKILL when a run's processes are stopped."""
-    raw = os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "1.0")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise UserError(
-            f"RUNYARD_CANCEL_GRACE_SECONDS={raw!r} is not a number of seconds (0 or more); "
-            "fix or unset the variable"
-        )
-    return value
+    return _liveness.seconds_setting("RUNYARD_CANCEL_GRACE_SECONDS", 1.0, allow_zero=True)
 
 
 class Stop(Exception):
