@@ -43,6 +43,27 @@ class Conflict(UserError):
     http_status = 409
 
 
+class Unauthenticated(UserError):
+    """A runyard server was called without a valid token (missing, wrong, expired, revoked)."""
+
+    code = "Unauthenticated"
+    http_status = 401
+
+
+class Forbidden(UserError):
+    """A valid token whose role (or run scope) does not allow the request."""
+
+    code = "Forbidden"
+    http_status = 403
+
+
+class TooLarge(UserError):
+    """A request body over one of the server's limits; the message gives the limit."""
+
+    code = "TooLarge"
+    http_status = 413
+
+
 class ConfigNotFound(UserError):
     """No ``.runyard/config.json`` was found where one was looked for."""
 
@@ -82,6 +103,14 @@ class StoreError(RunyardError):
     http_status = 503
 
 
+class ServerUnreachable(StoreError):
+    """A runyard server did not answer (connection refused, reset, timed out, 502/503/504)
+    within the client's retry budget."""
+
+    code = "ServerUnreachable"
+    http_status = 503
+
+
 class ExperimentExecutionError(RunyardError):
     """Watching a run was interrupted (Ctrl-C); the run itself goes on."""
 
@@ -100,3 +129,14 @@ def mark_stored(exc: BaseException) -> None:
 def stored_before(exc: BaseException) -> bool:
     """Was the write that the interrupt ``exc`` cut short stored all the same?"""
     return bool(getattr(exc, "runyard_write_stored", False))
+
+
+def error_class(code: str) -> type[RunyardError] | None:
+    """The error class whose ``code`` is ``code`` (how an error crosses the wire)."""
+    pending: list[type[RunyardError]] = [RunyardError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None

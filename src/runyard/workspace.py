@@ -6,7 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigNotFound, NotFound, UserError
+from .errors import ConfigNotFound, UserError
 
 if TYPE_CHECKING:
     from .artifacts.base import ArtifactStore
@@ -36,57 +36,30 @@ class Workspace:
     def __init__(
         self, uri: str | os.PathLike[str], artifacts: str | None = None, *, _create: bool = True
     ) -> None:
-        from .artifacts.local import LocalArtifactStore
-        from .store import open_store, workspace_paths
+        from .store import open_workspace
 
         uri = os.fspath(uri)
         if not uri:
             raise UserError("workspace URI must not be empty: give a folder or postgresql:// URI")
         if "://" not in uri and not uri.startswith("sqlite:"):
             uri = os.path.abspath(os.path.expanduser(uri))
-        _, default_artifacts = workspace_paths(uri)
-        artifacts = artifacts or default_artifacts
-        if artifacts is None:
-            raise UserError(
-                "a PostgreSQL workspace needs a directory for artifacts: "
-                "Workspace(uri, artifacts='/shared/runyard-artifacts'), an \"artifacts\" key in "
-                f".runyard/config.json, or the {ENV_ARTIFACTS} environment variable"
-            )
-        self.uri = uri
-        self.artifacts_root = os.path.abspath(os.path.expanduser(artifacts))
+        self.uri = uri.rstrip("/") if uri.startswith(("http://", "https://")) else uri
         self.max_concurrent_runs = _max_concurrent_runs(os.environ.get(ENV_MAX_RUNS))
         self.default_experiment: str | None = None  # from the config's "experiment"
         self.project_path: str | None = None  # the folder holding .runyard/config.json
-        self._store: Store = open_store(uri, create=_create)
-        if not _create and not os.path.isdir(self.artifacts_root):
-            self._store.close()
-            raise NotFound(
-                f"the artifact folder {self.artifacts_root} of workspace {self.name} does not "
-                f'exist; give the right one (--artifacts, {ENV_ARTIFACTS} or the "artifacts" '
-                "key of .runyard/config.json)"
-            )
-        try:
-            self._artifacts: ArtifactStore = LocalArtifactStore(self.artifacts_root)
-        except BaseException:
-            self._store.close()
-            raise
+        opened = open_workspace(self.uri, artifacts, create=_create)
+        self._store: Store = opened.store
+        self._artifacts: ArtifactStore = opened.artifacts
+        self.artifacts_root = opened.artifacts_root
+        self._local_folder = opened.local_root
 
     def _local_root(self) -> str:
         """This machine's folder for the workspace: local slots, built environments."""
-        from .store import workspace_paths
-
-        database, _ = workspace_paths(self.uri)
-        return self.artifacts_root if "://" in database else os.path.dirname(database)
+        return self._local_folder
 
     def _own_folders(self) -> list[str]:
         """Folders this workspace writes to; snapshots never include them."""
-        from .store import workspace_paths
-
-        database, _ = workspace_paths(self.uri)
-        folders = [self.artifacts_root]
-        if "://" not in database:
-            folders.append(os.path.dirname(database))
-        return folders
+        return [f for f in (self.artifacts_root, self._local_folder) if "://" not in f]
 
     @property
     def name(self) -> str:
@@ -142,7 +115,9 @@ class Workspace:
 
         config: dict[str, Any] = {"uri": _relative_if_inside(self.uri, base)}
         default_artifacts = workspace_paths(self.uri)[1]
-        if default_artifacts is None or os.path.abspath(default_artifacts) != self.artifacts_root:
+        if "://" in self.artifacts_root:  # a server's: it keeps the files
+            pass
+        elif default_artifacts is None or os.path.abspath(default_artifacts) != self.artifacts_root:
             config["artifacts"] = _relative_if_inside(self.artifacts_root, base)
         config.update({k: v for k, v in extra.items() if v is not None})
         target = os.path.join(folder, CONFIG_FILE)

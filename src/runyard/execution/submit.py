@@ -170,6 +170,8 @@ def _start_supervisor(workspace: Any, run_id: str, stderr: BinaryIO) -> None:
     env["RUNYARD_ARTIFACTS"] = workspace.artifacts_root
     env["RUNYARD_MAX_CONCURRENT_RUNS"] = str(workspace.max_concurrent_runs)
     env.pop("RUNYARD_RUN_ID", None)
+    env.pop("RUNYARD_TOKEN", None)
+    env.update(workspace._store.run_credentials(run_id))
     for proc in list(_supervisors):  # reap the ones that ended
         if proc.poll() is not None:
             _supervisors.remove(proc)

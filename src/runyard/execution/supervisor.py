@@ -45,7 +45,13 @@ STDERR_TAIL = 30
 # what a script inherits of runyard's own variables besides its run's identity: the
 # workspace and its slot count, the shim of the virtualenv it may run in (all also for
 # the supervisors of the child runs it submits)
-_PASSED_ON = ("RUNYARD_URI", "RUNYARD_ARTIFACTS", "RUNYARD_MAX_CONCURRENT_RUNS", shim.ENV_VAR)
+_PASSED_ON = (
+    "RUNYARD_URI",
+    "RUNYARD_ARTIFACTS",
+    "RUNYARD_MAX_CONCURRENT_RUNS",
+    "RUNYARD_TOKEN",  # a remote workspace's token scoped to this run (never the user's)
+    shim.ENV_VAR,
+)
 
 
 def cancel_grace() -> float:

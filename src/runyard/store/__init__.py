@@ -6,12 +6,92 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, NamedTuple
 
 from .._folders import make_folder
 from ..errors import NotFound, StoreError, UserError
 from .base import Store, iter_runs
 
-__all__ = ["Store", "iter_runs", "open_store", "workspace_paths"]
+if TYPE_CHECKING:
+    from ..artifacts.base import ArtifactStore
+
+__all__ = [
+    "Store",
+    "WorkspaceStores",
+    "iter_runs",
+    "open_store",
+    "open_workspace",
+    "workspace_paths",
+]
+
+
+class WorkspaceStores(NamedTuple):
+    """What a Workspace holds: its Store, its ArtifactStore, the artifact location passed
+    on to script runs, and this machine's own folder for it (slots, environments)."""
+
+    store: Store
+    artifacts: ArtifactStore
+    artifacts_root: str
+    local_root: str
+
+
+def is_server_uri(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def open_workspace(uri: str, artifacts: str | None, create: bool = True) -> WorkspaceStores:
+    """Open a workspace's stores: the one place that picks the implementations.
+
+    A folder, ``sqlite:`` or ``postgresql://`` URI gets the embedded SqlStore and a local
+    artifact folder (``artifacts``, or the workspace's default); an ``http(s)://`` URI a
+    RestStore and the server's artifacts.
+    """
+    if is_server_uri(uri):
+        from ..artifacts.remote import RemoteArtifactStore
+        from .rest import RestStore
+
+        rest = RestStore(uri)
+        if not create:
+            try:
+                rest.list_experiments()  # a wrong URL or token fails here, not later
+            except BaseException:
+                rest.close()
+                raise
+        return WorkspaceStores(rest, RemoteArtifactStore(rest._http), uri, _server_folder(uri))
+    from ..artifacts.local import LocalArtifactStore
+    from ..workspace import ENV_ARTIFACTS
+
+    database, default_artifacts = workspace_paths(uri)
+    artifacts = artifacts or default_artifacts
+    if artifacts is None:
+        raise UserError(
+            "a PostgreSQL workspace needs a directory for artifacts: "
+            "Workspace(uri, artifacts='/shared/runyard-artifacts'), an \"artifacts\" key in "
+            f".runyard/config.json, or the {ENV_ARTIFACTS} environment variable"
+        )
+    root = os.path.abspath(os.path.expanduser(artifacts))
+    store = open_store(uri, create=create)
+    try:
+        if not create and not os.path.isdir(root):
+            raise NotFound(
+                f"the artifact folder {root} of workspace {uri} does not exist; give the right "
+                f'one (--artifacts, {ENV_ARTIFACTS} or the "artifacts" key of '
+                ".runyard/config.json)"
+            )
+        local = root if "://" in database else os.path.dirname(database)
+        return WorkspaceStores(store, LocalArtifactStore(root), root, local)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _server_folder(uri: str) -> str:
+    """This machine's folder for a server's workspace (local slots, built environments)."""
+    import hashlib
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    return os.path.join(base, "runyard", "servers", digest)
 
 
 def workspace_paths(uri: str) -> tuple[str, str | None]:
@@ -20,11 +100,8 @@ def workspace_paths(uri: str) -> tuple[str, str | None]:
         raise UserError(f"workspace URI {uri!r} contains a NUL character; remove it")
     if uri.startswith(("postgresql://", "postgres://")):
         return uri, None
-    if uri.startswith(("http://", "https://")):
-        raise UserError(
-            f"{uri!r} names a runyard server; the tracking server is not part of this "
-            "release yet: use a local path or a postgresql:// URI"
-        )
+    if is_server_uri(uri):
+        return uri, None
     if uri.startswith("sqlite:"):
         # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
         path = uri.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
@@ -47,6 +124,10 @@ def open_store(uri: str, create: bool = True) -> Store:
     With ``create=False`` a workspace that does not exist yet (no database file, or a
     PostgreSQL database without runyard's tables) is a NotFound and nothing is written.
     """
+    if is_server_uri(uri):
+        from .rest import RestStore
+
+        return RestStore(uri)
     from .sql import SqlStore
     from .sql.database import PostgresDatabase, SqliteDatabase
 

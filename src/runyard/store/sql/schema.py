@@ -169,12 +169,40 @@ def _postgres_64_bit_steps(cur: SqlCursor) -> None:
         cur.execute("ALTER TABLE metric_chunks ALTER COLUMN count TYPE BIGINT")
 
 
+def _server_tables(cur: SqlCursor) -> None:
+    """The tracking server's tables: its access tokens (stored hashed) and the idempotency
+    keys of metric batches it stored, so that a batch sent again is not stored twice."""
+    real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    cur.execute(
+        f"""CREATE TABLE tokens (
+            name TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            scope_run_id TEXT,
+            created_by TEXT,
+            created_at {real} NOT NULL,
+            expires_at {real},
+            revoked_at {real},
+            last_used_at {real}
+        )"""
+    )
+    cur.execute(
+        f"""CREATE TABLE batch_keys (
+            key TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            stored_at {real} NOT NULL
+        )"""
+    )
+    cur.execute("CREATE INDEX batch_keys_by_time ON batch_keys (stored_at)")
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
     (3, _sqlite_properties_refuse_replace),
     (4, _supervisor_identity),
     (5, _postgres_64_bit_steps),
+    (6, _server_tables),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -1,0 +1,71 @@
+"""/api/v1/experiments: get-or-create, list, find by name, archive, tags."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ..auth import Principal, admin, contributor, reader
+from .schemas import Experiment, ExperimentIn, TagChanges, plain
+
+router = APIRouter(tags=["experiments"])
+ViewType = Literal["ActiveOnly", "ArchivedOnly", "All"]
+
+
+@router.post("/experiments", response_model=Experiment)
+def get_or_create(
+    body: ExperimentIn, request: Request, who: Annotated[Principal, Depends(contributor)]
+) -> Any:
+    """The active experiment named ``name``, created if there is none."""
+    return plain(request.app.state.store.get_or_create_experiment(body.name))
+
+
+@router.get("/experiments", response_model=list[Experiment])
+def list_experiments(
+    request: Request,
+    who: Annotated[Principal, Depends(reader)],
+    view_type: ViewType = "ActiveOnly",
+    name: Annotated[
+        str | None, Query(description="only the active experiment of this name")
+    ] = None,
+) -> Any:
+    store = request.app.state.store
+    if name is not None:
+        found = store.find_experiment(name)
+        return [plain(found)] if found is not None else []
+    return [plain(e) for e in store.list_experiments(view_type)]
+
+
+@router.get("/experiments/{experiment_id}", response_model=Experiment)
+def get_experiment(
+    experiment_id: str, request: Request, who: Annotated[Principal, Depends(reader)]
+) -> Any:
+    return plain(request.app.state.store.get_experiment(experiment_id))
+
+
+@router.post("/experiments/{experiment_id}/archive", response_model=Experiment)
+def archive(experiment_id: str, request: Request, who: Annotated[Principal, Depends(admin)]) -> Any:
+    return plain(request.app.state.store.archive_experiment(experiment_id))
+
+
+@router.post("/experiments/{experiment_id}/reactivate", response_model=Experiment)
+def reactivate(
+    experiment_id: str, request: Request, who: Annotated[Principal, Depends(admin)]
+) -> Any:
+    return plain(request.app.state.store.reactivate_experiment(experiment_id))
+
+
+@router.patch("/experiments/{experiment_id}/tags", response_model=Experiment)
+def change_tags(
+    experiment_id: str,
+    body: TagChanges,
+    request: Request,
+    who: Annotated[Principal, Depends(contributor)],
+) -> Any:
+    store = request.app.state.store
+    if body.set:
+        store.set_experiment_tags(experiment_id, body.set)
+    if body.remove:
+        store.remove_experiment_tags(experiment_id, body.remove)
+    return plain(store.get_experiment(experiment_id))

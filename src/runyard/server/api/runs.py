@@ -1,0 +1,139 @@
+"""/api/v1/runs: create, read, search, statuses, heartbeats, tags and properties."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ...records import NewRun, RunQuery
+from ...store import _json
+from ..auth import Principal, contributor, reader, require_run
+from .schemas import (
+    Expired,
+    ExpireIn,
+    HeartbeatIn,
+    NewRunsIn,
+    PropertiesIn,
+    Run,
+    RunUpdate,
+    SearchIn,
+    StatusIn,
+    SupervisedRun,
+    TagChanges,
+    plain,
+)
+
+router = APIRouter(tags=["runs"])
+Reader = Annotated[Principal, Depends(reader)]
+Contributor = Annotated[Principal, Depends(contributor)]
+
+
+@router.post("/experiments/{experiment_id}/runs", response_model=list[Run])
+def create_runs(experiment_id: str, body: NewRunsIn, request: Request, who: Contributor) -> Any:
+    """Create runs in one transaction; each records the token's name as its submitter
+    (a run-scoped token's runs take their parent's submitter)."""
+    store = request.app.state.store
+    submitter: dict[str | None, str | None] = {}
+    new = []
+    for run in body.runs:
+        if who.scope_run_id is not None:
+            require_run(who, store, run.parent_id)
+            if run.parent_id not in submitter:
+                submitter[run.parent_id] = _submitter_of(store, run.parent_id, body, who)
+            by = submitter[run.parent_id]
+        else:
+            by = who.name
+        fields = run.model_dump()
+        fields["run_definition"] = _json.untag(fields["run_definition"])
+        new.append(NewRun(**fields, submitted_by=by))
+    return [plain(r) for r in store.create_runs(experiment_id, new)]
+
+
+def _submitter_of(store: Any, parent_id: str | None, body: NewRunsIn, who: Principal) -> Any:
+    if parent_id is None:
+        return who.name
+    for run in body.runs:  # a parent created in the same call
+        if run.id == parent_id:
+            return _submitter_of(store, run.parent_id, body, who)
+    return store.get_run(parent_id).submitted_by
+
+
+@router.get("/runs/{run_id}", response_model=Run)
+def get_run(run_id: str, request: Request, who: Reader) -> Any:
+    return plain(request.app.state.store.get_run(run_id))
+
+
+@router.post("/runs/search", response_model=list[Run])
+def search_runs(body: SearchIn, request: Request, who: Reader) -> Any:
+    """Runs matching ``query``, newest first; ``after`` (created, number) starts below
+    that run, for the next page."""
+    query = RunQuery(**body.query.model_dump())
+    runs = request.app.state.store.search_runs(query, after=body.after, limit=body.limit)
+    return [plain(r) for r in runs]
+
+
+@router.patch("/runs/{run_id}", response_model=Run)
+def update_run(run_id: str, body: RunUpdate, request: Request, who: Contributor) -> Any:
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    fields = _json.untag(body.model_dump(exclude_unset=True))
+    return plain(store.update_run(run_id, **fields))
+
+
+@router.post("/runs/{run_id}/status", response_model=Run)
+def set_status(run_id: str, body: StatusIn, request: Request, who: Contributor) -> Any:
+    """Move a run to ``status`` unless it is finished (or its status is not in
+    ``only_from``); the run as it is afterwards."""
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    error = _json.untag(body.error)
+    return plain(store.set_status(run_id, body.status, error=error, only_from=body.only_from))
+
+
+@router.post("/runs/{run_id}/heartbeat", status_code=204)
+def heartbeat(run_id: str, body: HeartbeatIn, request: Request, who: Contributor) -> None:
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    store.heartbeat(run_id, body.status, supervisor=body.supervisor)
+
+
+@router.get("/supervised-runs", response_model=list[SupervisedRun])
+def supervised_runs(
+    request: Request,
+    who: Reader,
+    late_after: Annotated[float, Query(ge=0)],
+    include: str | None = None,
+) -> Any:
+    """Unfinished supervised runs silent for ``late_after`` seconds (and ``include``)."""
+    runs = request.app.state.store.supervised_runs(late_after, include=include)
+    return [plain(r) for r in runs]
+
+
+@router.post("/runs/expire-silent", response_model=Expired)
+def expire_silent_runs(body: ExpireIn, request: Request, who: Contributor) -> Any:
+    """Mark runs whose heartbeat stopped NotResponding, then Failed."""
+    count = request.app.state.store.expire_silent_runs(
+        body.not_responding_after, body.fail_after, spare=body.spare
+    )
+    return {"expired": count}
+
+
+@router.patch("/runs/{run_id}/tags", response_model=Run)
+def change_tags(run_id: str, body: TagChanges, request: Request, who: Contributor) -> Any:
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    if body.set:
+        store.set_tags(run_id, body.set)
+    if body.remove:
+        store.remove_tags(run_id, body.remove)
+    return plain(store.get_run(run_id))
+
+
+@router.post("/runs/{run_id}/properties", response_model=Run)
+def add_properties(run_id: str, body: PropertiesIn, request: Request, who: Contributor) -> Any:
+    """Add properties; a key already set to another value is a Conflict."""
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    store.add_properties(run_id, body.properties)
+    return plain(store.get_run(run_id))

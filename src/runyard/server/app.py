@@ -1,0 +1,188 @@
+"""``create_app``: the tracking server's ASGI app, one more consumer of the Store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import RunyardError, TooLarge
+from ..store import _json
+
+if TYPE_CHECKING:
+    from ..artifacts.base import ArtifactStore
+    from ..store.base import Store
+
+log = logging.getLogger("runyard.server")
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a server behaves; ``runyard serve`` fills it from its options.
+
+    ``auth=False`` answers every request as an admin: only for a server on a loopback
+    address. The limits bound request bodies: a larger one is refused with 413.
+    """
+
+    auth: bool = True
+    max_json_bytes: int = 16 * MB
+    max_batch_bytes: int = 256 * MB
+    max_artifact_bytes: int = 64 * 1024 * MB
+    public_url: str | None = None
+
+
+class JSON(Response):
+    """JSON with non-finite floats tagged (see ``runyard.store._json``)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _json.dumps(content)
+
+
+def error_response(code: str, message: str, status: int) -> Response:
+    return JSON({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings) -> FastAPI:
+    """The server's ASGI app over ``store`` and ``artifacts``.
+
+    >>> from runyard.server import create_app, ServerSettings   # doctest: +SKIP
+    >>> app = create_app(store, artifacts, ServerSettings(auth=False))  # doctest: +SKIP
+    """
+    from .api import experiments, files, metrics, runs, tokens
+    from .api.schemas import ErrorBody
+
+    app = FastAPI(
+        title="runyard",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        default_response_class=JSON,
+    )
+    app.state.store = store
+    app.state.artifacts = artifacts
+    app.state.settings = settings
+
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": text}
+        for status, text in (
+            (400, "Bad request: the message says what was wrong"),
+            (401, "No valid token"),
+            (403, "The token's role does not allow this"),
+            (404, "Not found"),
+            (409, "Conflicts with what is stored"),
+            (413, "Body over a limit"),
+            (503, "The store cannot be reached"),
+        )
+    }
+    for module in (experiments, runs, metrics, files, tokens):
+        app.include_router(module.router, prefix="/api/v1", responses=errors)
+
+    @app.get("/api/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness for load balancers; needs no token."""
+        return {"status": "ok", "version": __version__}
+
+    @app.exception_handler(RunyardError)
+    async def runyard_error(request: Request, exc: RunyardError) -> Response:
+        if exc.http_status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(exc.code, str(exc), exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return error_response("UserError", _validation_message(exc), 400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc.__cause__, RunyardError):  # raised while FastAPI read the body
+            return await runyard_error(request, exc.__cause__)
+        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge"}.get(
+            exc.status_code, "UserError" if exc.status_code < 500 else "StoreError"
+        )
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        return error_response(code, message, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(
+            "InternalError", f"the server failed on this request ({type(exc).__name__})", 500
+        )
+
+    app.add_middleware(BodyLimit, settings=settings)
+    return app
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+class BodyLimit:
+    """Refuse a request body over its limit with 413, before or while it arrives.
+
+    Metric batches, artifact uploads and JSON bodies each have their own limit.
+    """
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def limit_for(self, method: str, path: str) -> tuple[int, str]:
+        s = self.settings
+        if method in ("PUT", "POST") and ("/files/" in path or path.startswith("/api/v1/snap")):
+            return s.max_artifact_bytes, "an artifact"
+        if method == "POST" and path.endswith("/metrics"):
+            return s.max_batch_bytes, "a metric batch"
+        return s.max_json_bytes, "a request body"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit, what = self.limit_for(scope["method"], scope["path"])
+        message = (
+            f"{what} may be at most {limit} bytes; this server's limit is set with "
+            "runyard serve's --max-*-mb options"
+        )
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    response = error_response("UserError", "invalid Content-Length", 400)
+                    await response(scope, receive, send)
+                    return
+                if declared > limit:
+                    await error_response("TooLarge", message, 413)(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message_in = await receive()
+            if message_in["type"] == "http.request":
+                seen += len(message_in.get("body", b""))
+                if seen > limit:
+                    raise TooLarge(message)
+            return message_in
+
+        await self.app(scope, counted, send)
