@@ -70,16 +70,34 @@ def ws_uri(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[str, str 
             yield uri, str(tmp_path / "artifacts")
 
 
-@pytest.fixture
-def ws(ws_uri, tmp_path, monkeypatch) -> Iterator[Workspace]:
-    """A workspace on each database, with the working directory in a fresh folder."""
+@pytest.fixture(params=["sqlite", "postgresql", "server"])
+def ws(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Workspace]:
+    """A workspace on each database, and one kept by a real runyard server (over SQLite,
+    with tokens on), with the working directory in a fresh folder."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    uri, artifacts = ws_uri
-    workspace = Workspace(uri, artifacts=artifacts)
-    yield workspace
-    workspace._store.close()
+    if request.param == "server":
+        yield from _served_workspace(str(tmp_path / "served"), monkeypatch)
+        return
+    uris = [str(tmp_path / "ws")] if request.param == "sqlite" else pg_schema_uri()
+    artifacts = None if request.param == "sqlite" else str(tmp_path / "artifacts")
+    for uri in uris:
+        workspace = Workspace(uri, artifacts=artifacts)
+        yield workspace
+        workspace._store.close()
+
+
+def _served_workspace(uri: str, monkeypatch) -> Iterator[Workspace]:
+    from tests.live_server import serve_workspace
+
+    with serve_workspace(uri, auth=True) as (url, server_store):
+        _, secret = server_store.create_token("tester", "contributor")
+        monkeypatch.setenv("RUNYARD_TOKEN", secret)
+        monkeypatch.setenv("RUNYARD_SPOOL_DIR", os.path.join(os.path.dirname(uri), "spool"))
+        workspace = Workspace(url)
+        yield workspace
+        workspace._store.close()
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ import contextlib
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _loans
+from . import _liveness, _loans
 from .errors import ActivityFailedError, ExperimentExecutionError, UserError
 from .records import POST_PROCESSING_STATUSES, TERMINAL_STATUSES
 
@@ -19,45 +18,18 @@ if TYPE_CHECKING:
     from .run import Run
 
 STD_LOG = "user_logs/std_log.txt"
-STREAM_POLL = 0.1
 
 
 class _LogTail:
-    """Streams a growing log file to ``out``: every byte, in bounded chunks, decoded safely.
+    """Writes a run's log to ``out`` as its bytes arrive, decoded safely (a character split
+    between two chunks is kept for the next one)."""
 
-    Each ``pump`` writes what was appended since the last one (at most ``per_poll`` bytes
-    while the run goes, so the status is still polled); ``pump(final=True)`` reads to the
-    end of the file. Nothing is held in memory beyond one chunk.
-    """
-
-    CHUNK = 1 << 20
-
-    def __init__(self, path: str | None, per_poll: int = 16 << 20) -> None:
-        self.path = path
-        self.offset = 0
-        self.per_poll = per_poll
+    def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.announced = False
 
-    def pump(self, out: Any, final: bool = False) -> None:
-        if self.path:
-            try:
-                fh = open(self.path, "rb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                fh = None
-            if fh is not None:
-                with fh:
-                    fh.seek(self.offset)
-                    budget = self.per_poll
-                    while final or budget > 0:
-                        block = fh.read(self.CHUNK if final else min(self.CHUNK, budget))
-                        if not block:
-                            break
-                        self.offset += len(block)
-                        budget -= len(block)
-                        self._emit(out, self.decoder.decode(block))
-        if final:
-            self._emit(out, self.decoder.decode(b"", final=True))
+    def write(self, out: Any, data: bytes, final: bool = False) -> None:
+        self._emit(out, self.decoder.decode(data, final=final))
 
     def _emit(self, out: Any, text: str) -> None:
         if text and not self.announced:
@@ -85,7 +57,7 @@ def wait_for_completion(
     if not (wait_post_processing or show_output):
         stop_at.update(POST_PROCESSING_STATUSES)
     out = sys.stdout
-    tail = _LogTail(run._artifacts.local_path(run.id, STD_LOG)) if show_output else None
+    tail = _LogTail() if show_output else None
     if show_output:
         out.write(f"RunId: {run.id}\n")
         out.flush()
@@ -100,7 +72,7 @@ def wait_for_completion(
         ) from None
     details = run.get_details()
     if tail is not None:
-        tail.pump(out, final=True)
+        tail.write(out, b"", final=True)
         out.write(f"\nExecution Summary\n=================\nRunId: {run.id}\n\n")
         out.flush()
     if details.get("status") == "Failed":
@@ -119,18 +91,26 @@ def wait_for_completion(
 
 
 def _poll(run: Run, out: Any, tail: _LogTail | None, stop_at: set[str], show_output: bool) -> None:
-    delay = 0.2
-    while True:
-        status = run.get_status()
-        if tail is not None:
-            tail.pump(out)
-        if status in stop_at and (status != "CancelRequested" or not show_output):
-            break
-        if tail is not None:
-            time.sleep(STREAM_POLL)
-        else:
-            time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+    """Follow the run's events (a server streams them; a database is looked at again and
+    again) until its status is one of ``stop_at``."""
+    if run._record.status in TERMINAL_STATUSES and tail is None:
+        return
+    events = run._store.run_events(run.id, run._artifacts, STD_LOG if tail else None)
+    try:
+        for event in events:
+            if event.kind == "log" and tail is not None:
+                tail.write(out, event.data)
+            elif event.kind == "status" and event.run is not None:
+                run._record = event.run
+                status = event.run.status
+                if status in stop_at and (status != "CancelRequested" or not show_output):
+                    return
+            elif event.kind == "idle" and run._record.heartbeat is not None:
+                _liveness.expire_silent_runs(run._store, run._artifacts, run.id)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 @contextlib.contextmanager

@@ -212,3 +212,15 @@ class ArtifactRecord:
     digest: str
     created: float
     streaming: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """What following a run reports: ``status`` (with the run as it now is), ``log``
+    (``data``, the bytes of its log from ``offset`` on), or ``idle`` (nothing new: the
+    follower may wait before asking again)."""
+
+    kind: str
+    run: RunRecord | None = None
+    data: bytes = b""
+    offset: int = 0

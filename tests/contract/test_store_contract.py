@@ -13,12 +13,30 @@ from runyard.store import iter_runs, open_store
 from runyard.store.sql.schema import MIGRATIONS
 
 
-@pytest.fixture
-def store(ws_uri):
-    uri, _ = ws_uri
-    s = open_store(uri)
-    yield s
-    s.close()
+@pytest.fixture(params=["direct", "server"])
+def store(request, ws_uri, tmp_path):
+    """The store of each database, used directly and through a real server (RestStore)."""
+    uri, artifacts = ws_uri
+    if request.param == "direct":
+        s = open_store(uri)
+        yield s
+        s.close()
+        return
+    from tests.live_server import serve_workspace
+
+    from runyard.store.rest import RestStore
+
+    with serve_workspace(uri, artifacts or str(tmp_path / "artifacts")) as (url, _):
+        s = RestStore(url, token="")
+        yield s
+        s.close()
+
+
+def _database_of(store):
+    """The SQL database behind ``store``; tests of the database itself skip on a server."""
+    if not hasattr(store, "db"):
+        pytest.skip("checks the database itself, which a server's client cannot reach")
+    return store.db
 
 
 def _exp(store, name="exp"):
@@ -199,9 +217,10 @@ def test_database_itself_refuses_to_change_a_property(store):
         else:
             upsert(cur)
 
+    database = _database_of(store)
     for body in (update, delete, upsert, replace, replace_short):
         with pytest.raises(StoreError, match="add-only"):
-            store.db.write(body)
+            database.write(body)
     assert store.get_run("r").properties == {"a": "1"}
 
 
@@ -262,6 +281,7 @@ def test_kind_conflict_changes_nothing(store):
 
 
 def test_artifacts_are_write_once_but_logs_stream(store):
+    _database_of(store)  # records without bytes: through a server, see tests/server
     exp = _exp(store)
     _runs(store, exp, {"id": "r"})
     store.add_artifact(ArtifactRecord("r", "outputs/a.txt", 1, "d1", time.time()))
@@ -276,6 +296,7 @@ def test_artifacts_are_write_once_but_logs_stream(store):
 
 
 def test_snapshots_are_recorded_once(store):
+    _database_of(store)  # a record without its zip: through a server, see tests/server
     assert not store.has_snapshot("abc")
     store.add_snapshot("abc", 10, 2)
     store.add_snapshot("abc", 10, 2)

@@ -58,7 +58,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
     >>> from runyard.server import create_app, ServerSettings   # doctest: +SKIP
     >>> app = create_app(store, artifacts, ServerSettings(auth=False))  # doctest: +SKIP
     """
-    from .api import experiments, files, metrics, runs, tokens
+    from .api import events, experiments, files, metrics, runs, tokens
     from .api.schemas import ErrorBody
 
     app = FastAPI(
@@ -85,7 +85,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
             (503, "The store cannot be reached"),
         )
     }
-    for module in (experiments, runs, metrics, files, tokens):
+    for module in (experiments, runs, metrics, files, events, tokens):
         app.include_router(module.router, prefix="/api/v1", responses=errors)
 
     @app.get("/api/health", tags=["health"])

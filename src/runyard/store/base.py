@@ -8,19 +8,23 @@ The SDK talks only to :class:`Store` (records and metrics) and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..records import (
     ArtifactRecord,
     ExperimentRecord,
     MetricHistory,
     NewRun,
+    RunEvent,
     RunQuery,
     RunRecord,
     SeriesAppend,
     SeriesSummary,
     SupervisedRun,
 )
+
+if TYPE_CHECKING:
+    from ..artifacts.base import ArtifactStore
 
 
 class Store(Protocol):
@@ -77,6 +81,7 @@ class Store(Protocol):
         """Append points in one transaction; a batch whose idempotency ``key`` was stored
         before is skipped. Returns whether this call stored it."""
         ...
+
     def list_series(self, run_ids: Sequence[str]) -> list[SeriesSummary]: ...
     def get_history(self, run_id: str, name: str) -> MetricHistory: ...
     def get_histories(
@@ -94,6 +99,18 @@ class Store(Protocol):
     def get_artifact(self, run_id: str, path: str) -> ArtifactRecord: ...
     def add_snapshot(self, snapshot_id: str, size: int, files: int) -> None: ...
     def has_snapshot(self, snapshot_id: str) -> bool: ...
+
+    # following a run (wait_for_completion, monitor-logs, the server's event stream)
+    def run_events(
+        self,
+        run_id: str,
+        artifacts: ArtifactStore,
+        log_path: str | None = None,
+        offset: int = 0,
+    ) -> Iterator[RunEvent]:
+        """Status changes of the run and its log's bytes from ``offset``, until it is
+        finished; ``idle`` events come between looks (see ``runyard._events``)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -8,8 +8,10 @@ in a spool file) while the server cannot be reached, so ``run.log`` never waits 
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +22,7 @@ from ..records import (
     ExperimentRecord,
     MetricHistory,
     NewRun,
+    RunEvent,
     RunQuery,
     RunRecord,
     SeriesAppend,
@@ -29,6 +32,7 @@ from ..records import (
 from . import _json, wire
 from ._http import API, HttpClient
 
+IDLE = RunEvent("idle")
 #: how long the first, direct attempt to deliver a batch may take before it waits in
 #: the outbox (the outbox then keeps trying in the background)
 DIRECT_SEND_SECONDS = 2.0
@@ -276,6 +280,52 @@ class RestStore:
     def has_snapshot(self, snapshot_id: str) -> bool:
         found: bool = self._call("GET", f"/snapshots/{_q(snapshot_id)}/exists")["exists"]
         return found
+
+    # -- following a run -----------------------------------------------------------
+    def run_events(
+        self, run_id: str, artifacts: Any, log_path: str | None = None, offset: int = 0
+    ) -> Iterator[RunEvent]:
+        """The server's event stream of the run; a broken stream is picked up again from
+        the last log byte received (for as long as the client's retry budget allows)."""
+        import base64
+
+        from ..errors import ServerUnreachable
+
+        params: dict[str, Any] = {}
+        if log_path is not None:
+            params["log"] = log_path
+        broken_since: float | None = None
+        while True:
+            if log_path is not None:
+                params["offset"] = offset
+            try:
+                with self._http.stream(
+                    "GET", f"{API}/runs/{_q(run_id)}/events", params=params, timeout=None
+                ) as response:
+                    broken_since = None
+                    kind = ""
+                    for line in response.iter_lines():
+                        if line.startswith(":"):
+                            yield IDLE
+                        elif line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("data:") and kind == "status":
+                            yield RunEvent("status", run=RunRecord(**_json.loads(line[5:])))
+                        elif line.startswith("data:") and kind == "log":
+                            data = json.loads(line[5:])
+                            chunk = base64.b64decode(data["b64"])
+                            if data["offset"] + len(chunk) > offset:  # not seen yet
+                                chunk = chunk[max(0, offset - data["offset"]) :]
+                                yield RunEvent("log", data=chunk, offset=offset)
+                                offset += len(chunk)
+                        elif line.startswith("data:") and kind == "end":
+                            return
+            except ServerUnreachable:
+                now = time.monotonic()
+                broken_since = broken_since or now
+                if now - broken_since > self._http.retry_seconds:
+                    raise
+                time.sleep(1.0)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the outbox has delivered every batch (``timeout`` seconds at most)."""

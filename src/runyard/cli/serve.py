@@ -1,0 +1,75 @@
+"""``runyard serve``: the tracking server for a team."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._common import global_options
+
+MB = 1 << 20
+
+
+@click.command("serve", epilog="Example: runyard serve --workspace postgresql://db/runs "
+               "--artifacts /srv/runyard --host 0.0.0.0 --workers 4")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8600, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--workers", default=1, show_default=True, type=int,
+    help="Server processes; several need a postgresql:// (or SQLite) workspace they share.",
+)  # fmt: skip
+@click.option(
+    "--no-auth", is_flag=True,
+    help="Answer every request as an admin, without tokens (only on a loopback address).",
+)  # fmt: skip
+@click.option("--public-url", metavar="URL", help="The URL clients use (behind a proxy).")
+@click.option("--max-json-mb", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-batch-mb", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-artifact-mb", default=65536, show_default=True, type=click.IntRange(min=1))
+@global_options
+def serve_command(
+    host: str,
+    port: int,
+    workers: int,
+    no_auth: bool,
+    public_url: str | None,
+    max_json_mb: int,
+    max_batch_mb: int,
+    max_artifact_mb: int,
+    workspace_uri: str | None,
+    artifacts: str | None,
+    debug: bool,
+    **_: Any,
+) -> None:
+    """Serve a workspace over HTTP: the /api/v1 API, tokens and roles.
+
+    Prints the URL, and on the first start an admin token (shown once). Ctrl-C or SIGTERM
+    lets in-flight requests finish, then stops.
+    """
+    from ..server.app import ServerSettings
+    from ..server.serving import serve
+    from ..workspace import Workspace, _find_config
+    from ._common import state
+
+    top = click.get_current_context().find_root().params
+    state.debug = bool(debug or top.get("debug"))
+    uri = workspace_uri or top.get("workspace_uri")
+    artifacts = artifacts or top.get("artifacts")
+    if uri is None:  # the project's workspace, as every command finds it
+        config_path, config = _find_config(".", required=True)
+        ws = Workspace.from_config(config_path, _create=False, _artifacts=artifacts)
+        uri, artifacts = ws.uri, ws.artifacts_root
+        ws._store.close()
+    settings = ServerSettings(
+        auth=not no_auth,
+        max_json_bytes=max_json_mb * MB,
+        max_batch_bytes=max_batch_mb * MB,
+        max_artifact_bytes=max_artifact_mb * MB,
+        public_url=public_url.rstrip("/") if public_url else None,
+    )
+    serve(uri, artifacts, host, port, workers, settings, echo=click.echo)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve_command)

@@ -1,0 +1,130 @@
+"""``runyard serve``: run the app on uvicorn, in one process or several.
+
+The worker processes each open the workspace themselves; what they need travels in one
+environment variable (:data:`ENV_CONFIG`), read by :func:`app_from_environment`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from dataclasses import asdict
+from typing import Any
+
+from ..errors import UserError
+from .app import ServerSettings
+
+ENV_CONFIG = "RUNYARD_SERVE_CONFIG"
+DEFAULT_PORT = 8600
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` an address only this machine can reach (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_options(host: str, port: int, workers: int, settings: ServerSettings) -> None:
+    if not settings.auth and not is_loopback(host):
+        raise UserError(
+            f"--no-auth is refused on {host}: without tokens anyone who reaches the port is "
+            "an admin. Use it only with --host 127.0.0.1 (or ::1), or create tokens instead"
+        )
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, not {port}")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, not {workers}")
+
+
+def prepare(uri: str, artifacts: str | None) -> tuple[str, str | None]:
+    """Open (and create or migrate) the workspace once, before the workers start; return
+    the admin token's secret if this start created it."""
+    from ..store import is_server_uri, open_workspace
+    from .auth import ensure_admin_token
+
+    if is_server_uri(uri):
+        raise UserError(
+            f"runyard serve serves a database workspace (a folder or postgresql:// URI), not "
+            f"another server ({uri})"
+        )
+    opened = open_workspace(uri, artifacts)
+    try:
+        return opened.artifacts_root, ensure_admin_token(opened.store)
+    finally:
+        opened.store.close()
+
+
+def serve(
+    uri: str,
+    artifacts: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    settings: ServerSettings,
+    echo: Any = print,
+) -> None:
+    """Serve ``uri`` until Ctrl-C or SIGTERM; in-flight requests finish first."""
+    import uvicorn
+
+    check_options(host, port, workers, settings)
+    root, admin_secret = prepare(uri, artifacts)
+    if port == 0:
+        port = _free_port(host)
+    shown = f"[{host}]" if ":" in host else host
+    url = settings.public_url or f"http://{shown}:{port}"
+    settings = ServerSettings(**{**asdict(settings), "public_url": url})
+    os.environ[ENV_CONFIG] = json.dumps(
+        {"uri": uri, "artifacts": root, "settings": asdict(settings)}
+    )
+    if not settings.auth:
+        echo(
+            "warning: --no-auth: this server answers every request as an admin, without a "
+            "token; anyone on this machine can read and change every run"
+        )
+    if admin_secret is not None:
+        echo(
+            "An admin token was created for this workspace. It is shown only now; keep it:\n"
+            f"  {admin_secret}\n"
+            f"Sign in with: runyard login {url}"
+        )
+    echo(f"runyard serves {_shown(uri)} at {url} ({workers} worker(s)); Ctrl-C stops it")
+    uvicorn.run(
+        "runyard.server.serving:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=30,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def app_from_environment() -> Any:
+    """The app of one worker, from :data:`ENV_CONFIG` (set by :func:`serve`)."""
+    from ..store import open_workspace
+    from .app import create_app
+
+    config = json.loads(os.environ[ENV_CONFIG])
+    opened = open_workspace(config["uri"], config["artifacts"])
+    return create_app(opened.store, opened.artifacts, ServerSettings(**config["settings"]))
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _shown(uri: str) -> str:
+    from ..store import _without_password
+
+    return _without_password(uri)
