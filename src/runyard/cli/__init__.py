@@ -35,11 +35,15 @@ def cli(**_: Any) -> None:
 
 
 def _build() -> click.Group:
-    from . import experiment, init, run
+    from . import experiment, init, login, run, serve, sync, token
 
     cli.add_command(run.group)
     cli.add_command(experiment.group)
+    cli.add_command(token.group)
     init.register(cli)
+    login.register(cli)
+    serve.register(cli)
+    sync.register(cli)
     return cli
 
 

@@ -32,6 +32,7 @@ from ...records import (
 from . import metrics
 from .database import Database, SqlCursor
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
+from .tokens import TokensMixin
 
 _RUN_COLUMNS = (
     "r.id, r.experiment_id, e.name, r.parent_id, r.root_id, r.number, r.name, r.display_name, "
@@ -105,7 +106,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqlStore:
+class SqlStore(TokensMixin):
     """Run history in one SQL database (SQLite file or PostgreSQL).
 
     >>> from runyard.store import open_store
