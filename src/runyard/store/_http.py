@@ -79,20 +79,24 @@ class HttpClient:
         """Send a request (``path`` below the server's URL); raise the server's error.
 
         ``retry_seconds`` bounds the retries of this call (0: one attempt only). A body
-        given as an iterator cannot be sent twice, so it is never retried.
+        given as an iterator cannot be sent twice, so it is never retried; a seekable file
+        is sent again from its start.
         """
         budget = self.retry_seconds if retry_seconds is None else retry_seconds
-        if "content" in kwargs and not isinstance(kwargs["content"], bytes | str | None):
+        content = kwargs.get("content")
+        rewind = getattr(content, "seekable", lambda: False)() and hasattr(content, "read")
+        if not (content is None or isinstance(content, bytes | str) or rewind):
             budget = 0
         deadline = time.monotonic() + budget
         attempt = 0
         while True:
             attempt += 1
             try:
+                if rewind and content is not None:
+                    content.seek(0)
                 response = self.client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                response = None
             else:
                 if response.status_code not in RETRY_STATUSES:
                     try:
@@ -101,11 +105,10 @@ class HttpClient:
                         exc.runyard_attempts = attempt  # type: ignore[attr-defined]
                         raise
                     return response
-                problem = f"HTTP {response.status_code}"
+                problem = f"HTTP {response.status_code}: {_message(response)}"
             pause = min(5.0, 0.05 * 2**attempt) * random.random()
             if time.monotonic() + pause > deadline:
-                if response is not None and response.status_code != 502:
-                    raise_for_error(response)  # a 503 of the server's own: its message
+                # always "unreachable" (never a refusal): what was sent may be sent again
                 raise ServerUnreachable(
                     f"the runyard server at {self.base_url} did not answer {method} {path} "
                     f"({problem}; {attempt} attempt(s) in {budget:g} s). Check that it is "
@@ -136,18 +139,27 @@ class HttpClient:
         self._client = None
 
 
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of a runyard error body; empty strings for any other body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", ""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        return str(error.get("code", "")), str(error.get("message", ""))
+    return "", ""
+
+
+def _message(response: httpx.Response) -> str:
+    return _error_of(response)[1] or response.reason_phrase
+
+
 def raise_for_error(response: httpx.Response) -> None:
     """Raise the runyard error an error response carries (any status >= 400)."""
     if response.status_code < 400:
         return
-    code, message = "", ""
-    try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, Mapping) else None
-        if isinstance(error, Mapping):
-            code, message = str(error.get("code", "")), str(error.get("message", ""))
-    except ValueError:
-        pass
+    code, message = _error_of(response)
     if not message:
         text = response.text[:500].strip()
         message = f"HTTP {response.status_code} from {response.request.url}" + (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..._validation import (
@@ -23,6 +23,7 @@ from ...records import (
     ExperimentRecord,
     MetricHistory,
     NewRun,
+    RunEvent,
     RunQuery,
     RunRecord,
     SeriesAppend,
@@ -621,14 +622,48 @@ class SqlStore(TokensMixin):
             raise NotFound(f"no run with id {run_id!r} in {self.uri}")
 
     # -- metrics ---------------------------------------------------------
-    def log_batch(self, run_id: str, series: Sequence[SeriesAppend]) -> None:
-        def body(cur: SqlCursor) -> None:
+    def run_events(
+        self, run_id: str, artifacts: Any, log_path: str | None = None, offset: int = 0
+    ) -> Iterator[RunEvent]:
+        """Follow the run by looking again and again: every 0.1 s while its log is read,
+        otherwise less and less often (up to every 2 s)."""
+        from ..._events import follow
+
+        delay = 0.1 if log_path is not None else 0.2
+        for event in follow(self, artifacts, run_id, log_path, offset):
+            if event.kind == "idle":
+                time.sleep(delay)
+                if log_path is None:
+                    delay = min(delay * 1.5, 2.0)
+            yield event
+
+    def run_credentials(self, run_id: str) -> dict[str, str]:
+        return {}  # a database is reached with the workspace URI alone
+
+    def log_batch(
+        self, run_id: str, series: Sequence[SeriesAppend], key: str | None = None
+    ) -> bool:
+        """Append ``series`` to ``run_id`` in one transaction. A batch with an idempotency
+        ``key`` that was stored before is not stored again; returns whether it was stored."""
+
+        def body(cur: SqlCursor) -> bool:
             self._require_run(cur, run_id)
+            if key is not None:
+                check_text(key, "batch key", 200)
+                if cur.execute("SELECT 1 FROM batch_keys WHERE key = ?", (key,)):
+                    return False
+                cur.execute(
+                    "INSERT INTO batch_keys (key, run_id, stored_at) VALUES (?, ?, ?)",
+                    (key, run_id, time.time()),
+                )
             for one in series:
                 metrics.append_series(cur, run_id, one)
+            return True
 
-        if series:
-            self.db.write(body)
+        if not series:
+            return False
+        stored: bool = self.db.write(body)
+        return stored
 
     def list_series(self, run_ids: Sequence[str]) -> list[SeriesSummary]:
         return metrics.list_series(self.db, run_ids)
