@@ -92,7 +92,7 @@ def _served_workspace(uri: str, monkeypatch) -> Iterator[Workspace]:
     from tests.live_server import serve_workspace
 
     with serve_workspace(uri, auth=True) as (url, server_store):
-        _, secret = server_store.create_token("tester", "contributor")
+        _, secret = server_store.create_token("tester", "admin")
         monkeypatch.setenv("RUNYARD_TOKEN", secret)
         monkeypatch.setenv("RUNYARD_SPOOL_DIR", os.path.join(os.path.dirname(uri), "spool"))
         workspace = Workspace(url)

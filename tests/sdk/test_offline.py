@@ -232,7 +232,7 @@ def test_one_script_runs_anywhere(ws, tmp_path):
     online = run_script(
         "online",
         {"RUNYARD_URI": ws.uri, "RUNYARD_ARTIFACTS": ws.artifacts_root,
-         "RUNYARD_RUN_ID": submitted.id},
+         "RUNYARD_RUN_ID": submitted.id, **ws._store.run_credentials(submitted.id)},
     )  # fmt: skip
     assert offline == online
     assert online["steps"] == [0, 1, 2] and online["kid"][0] == "Completed"

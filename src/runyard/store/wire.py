@@ -349,8 +349,9 @@ def _decode_histories(r: _Reader) -> dict[str, list[MetricHistory]]:
                 raise r.bad(f"metric {name!r} has values-only flag {flag}")
             n = r.points(name)
             if flag:
-                values = r.values(n, name)
-                items.append(MetricHistory(name, kind, [], Column(values), []))
+                values = r.values(n, name)  # as the SQL store gives them: a list
+                listed = values.tolist() if isinstance(values, array) else list(values)
+                items.append(MetricHistory(name, kind, [], listed, []))
                 continue
             steps = r.steps(n, name, allow_none=False)
             times = r.times(n, name)
