@@ -26,13 +26,24 @@ class Project:
         path.write_text(textwrap.dedent(code))
         return name
 
+    def read(self, run, name: str) -> str:
+        """A file of the run as text (empty if it is not there yet), wherever it is kept."""
+        path = self.ws._artifacts.local_path(run.id, name)
+        if path is not None:
+            return Path(path).read_bytes().decode("utf-8", "replace") if os.path.exists(path) else ""
+        from runyard.errors import NotFound
+
+        try:
+            with self.ws._artifacts.open(run.id, name) as fh:
+                return fh.read().decode("utf-8", "replace")
+        except NotFound:
+            return ""
+
     def log_text(self, run) -> str:
-        path = self.ws._artifacts.local_path(run.id, "user_logs/std_log.txt")
-        return Path(path).read_bytes().decode("utf-8", "replace") if os.path.exists(path) else ""
+        return self.read(run, "user_logs/std_log.txt")
 
     def supervisor_statuses(self, run) -> list[str]:
-        path = self.ws._artifacts.local_path(run.id, "system_logs/supervisor.txt")
-        lines = Path(path).read_text().splitlines()
+        lines = self.read(run, "system_logs/supervisor.txt").splitlines()
         return [ln.split(" status ", 1)[1] for ln in lines if " status " in ln]
 
 

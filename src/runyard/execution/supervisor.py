@@ -15,8 +15,10 @@ from __future__ import annotations
 import collections
 import os
 import selectors
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -52,6 +54,18 @@ _PASSED_ON = (
     "RUNYARD_TOKEN",  # a remote workspace's token scoped to this run (never the user's)
     shim.ENV_VAR,
 )
+
+
+def _seekable(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself if it can seek (a local file), else a temporary copy of it (a
+    download from a server): a zip is read from its end."""
+    if stream.seekable():
+        return stream
+    copy = tempfile.TemporaryFile()
+    with stream:
+        shutil.copyfileobj(stream, copy, 1 << 20)
+    copy.seek(0)
+    return copy  # type: ignore[return-value]
 
 
 def cancel_grace() -> float:
@@ -222,7 +236,10 @@ class Supervisor:
         os.makedirs(self.folder, exist_ok=True)
         snapshot = self.run._record.snapshot_id
         if snapshot:
-            with self.ws._artifacts.open_snapshot(snapshot) as fh, zipfile.ZipFile(fh) as zf:
+            with (
+                _seekable(self.ws._artifacts.open_snapshot(snapshot)) as fh,
+                zipfile.ZipFile(fh) as zf,
+            ):
                 for info in zf.infolist():
                     target = zf.extract(info, self.folder)
                     mode = (info.external_attr >> 16) & 0o777
