@@ -312,7 +312,7 @@ class _MemoryArtifacts:
         self._staged[handle] = path if path is not None else kept.getvalue()  # type: ignore[union-attr]
         return handle, size, digest.hexdigest()
 
-    def commit(self, staged: str, run_id: str, path: str) -> None:
+    def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
         self._files[(run_id, path)] = self._staged.pop(staged)
 
     def discard(self, staged: str) -> None:
@@ -346,6 +346,9 @@ class _MemoryArtifacts:
 
     def local_path(self, run_id: str, path: str) -> str | None:
         return None
+
+    def url(self, run_id: str, path: str) -> str:
+        return ""  # an offline run's files have no address
 
     def put_snapshot(self, snapshot_id: str, staged: str) -> None:
         self.discard(staged)  # an offline snapshot is checked, not kept

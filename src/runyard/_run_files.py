@@ -333,7 +333,7 @@ def store_artifact(
         if placed:
             return
         try:
-            artifacts.commit(staged, run_id, name)
+            artifacts.commit(staged, run_id, name, streaming)
         except OSError as exc:
             raise _os_error(exc, what) from exc
         placed = True

@@ -71,6 +71,77 @@ def snapshot_files(directory: str, exclude: Iterable[str] = ()) -> list[tuple[st
     return found
 
 
+def content_id(entries: Iterable[tuple[str, str, bool]]) -> str:
+    """The snapshot id of (relative path, sha256 of the content, executable) entries,
+    in their order: a client's zip and the server's check of it hash the same way."""
+    digest = hashlib.sha256()
+    for rel, content, executable in entries:
+        digest.update(f"{rel}\0{content}\0{int(executable)}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def zip_content_id(
+    path: str, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES
+) -> tuple[str, int, int]:
+    """(snapshot id, total bytes, files) of the snapshot zip at ``path``, from its content.
+
+    Only what ``take_snapshot`` writes is accepted: regular-file entries with valid,
+    distinct relative names; at most ``max_files`` of them and ``max_bytes`` once
+    decompressed (counted as they decompress, so a zip bomb stops at the limit).
+    """
+    import stat
+    import zlib
+
+    from ._validation import check_artifact_path
+
+    lines = []
+    total = 0
+    seen: set[str] = set()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > max_files:
+                raise SnapshotError(
+                    f"the snapshot zip holds {len(infos)} entries, over the limit of {max_files}"
+                )
+            for info in infos:
+                name = info.filename
+                mode = info.external_attr >> 16
+                if (
+                    info.is_dir()
+                    or (stat.S_IFMT(mode) not in (0, stat.S_IFREG))
+                    or check_artifact_path(name) != name
+                    or name in seen
+                ):
+                    raise UserError(
+                        f"the snapshot zip holds the entry {name[:200]!r}, which is not a "
+                        "regular file with a distinct relative name"
+                    )
+                seen.add(name)
+                content = hashlib.sha256()
+                with zf.open(info) as fh:
+                    while block := fh.read(1 << 20):
+                        total += len(block)
+                        if total > max_bytes:
+                            raise SnapshotError(
+                                f"the snapshot zip holds over {max_bytes} bytes once "
+                                "decompressed, over the limit"
+                            )
+                        content.update(block)
+                lines.append((name, content.hexdigest(), bool(mode & 0o111)))
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        RuntimeError,
+        NotImplementedError,
+        EOFError,
+        zlib.error,
+        ValueError,
+    ) as exc:
+        raise UserError(f"the snapshot is not a valid zip: {exc}") from None
+    return content_id(lines), total, len(lines)
+
+
 def take_snapshot(
     directory: str, store: Store, artifacts: ArtifactStore, exclude: Iterable[str] = ()
 ) -> str:
@@ -96,8 +167,8 @@ def take_snapshot(
             f"{MAX_BYTES / 1024 / 1024:.1f} MB. Exclude large files in a .runyardignore at "
             "its root (gitignore syntax), or pass snapshot_directory=None."
         )
-    digest = hashlib.sha256()
     entries = []
+    lines = []
     for rel, full, _size in sizes:
         content = hashlib.sha256()
         try:
@@ -108,9 +179,9 @@ def take_snapshot(
             print(f"runyard: skipping unreadable file {full} in the snapshot: {exc}")
             continue
         executable = os.access(full, os.X_OK)
-        digest.update(f"{rel}\0{content.hexdigest()}\0{int(executable)}\n".encode())
+        lines.append((rel, content.hexdigest(), executable))
         entries.append((rel, full, executable))
-    snapshot_id = digest.hexdigest()[:32]
+    snapshot_id = content_id(lines)
     if store.has_snapshot(snapshot_id):
         return snapshot_id
     from . import _owners

@@ -259,7 +259,7 @@ class Run(MetricsMixin, FilesMixin):
         """Run details with the keys of the Azure ML run history (None values left out)."""
         record = self._refresh()
         log_files = {
-            a.path: _file_url(self._artifacts.local_path(self.id, a.path))
+            a.path: self._artifacts.url(self.id, a.path)
             for a in self._store.list_artifacts(self.id)
             if a.path.startswith(_LOG_PREFIXES)
         }
@@ -657,10 +657,6 @@ class Run(MetricsMixin, FilesMixin):
 
 USER_LOG = "logs/user_log.txt"
 _LOG_PREFIXES = ("logs/", "user_logs/", "system_logs/", "azureml-logs/")
-
-
-def _file_url(path: str | None) -> str:
-    return "" if path is None else "file://" + path
 
 
 def user_name() -> str | None:

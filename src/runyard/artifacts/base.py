@@ -14,8 +14,11 @@ class ArtifactStore(Protocol):
         """Copy ``source`` into a staging file; return (staging handle, size, sha256)."""
         ...
 
-    def commit(self, staged: str, run_id: str, path: str) -> None:
+    def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
         """Move a staged file to its place as ``path`` of ``run_id``.
+
+        ``streaming``: the file is a log that may be replaced later (a remote store's
+        upload says so to the server, which stores the record with the bytes).
 
         Called inside the record's transaction, after the store checked that no record
         names ``path`` or a file or folder in its way: what stands there is leftovers (the
@@ -37,6 +40,10 @@ class ArtifactStore(Protocol):
 
     def local_path(self, run_id: str, path: str) -> str | None:
         """A filesystem path to read the artifact in place, if this store has one."""
+        ...
+
+    def url(self, run_id: str, path: str) -> str:
+        """Where a person or a tool reads the artifact: a file:// or an http(s) URL."""
         ...
 
     def put_snapshot(self, snapshot_id: str, staged: str) -> None: ...

@@ -57,7 +57,7 @@ class LocalArtifactStore:
             raise
         return staged, size, digest.hexdigest()
 
-    def commit(self, staged: str, run_id: str, path: str) -> None:
+    def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
         target = self._run_file(run_id, path)
         try:
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -95,6 +95,9 @@ class LocalArtifactStore:
 
     def local_path(self, run_id: str, path: str) -> str | None:
         return self._run_file(run_id, path)
+
+    def url(self, run_id: str, path: str) -> str:
+        return "file://" + self._run_file(run_id, path)
 
     def open_append(self, run_id: str, path: str) -> BinaryIO:
         """A log file that grows while a run goes; readers see each flushed write."""
