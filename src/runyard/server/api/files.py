@@ -1,0 +1,512 @@
+"""/api/v1 file routes: artifact bytes up and down (streamed, ranges), growing logs, snapshots.
+
+Every run id, artifact path and snapshot id of a request is checked before any filesystem
+call (``check_run_id``, ``check_artifact_path``, ``check_snapshot_id``; the raw request
+path must also be valid UTF-8 once percent-decoded). The server opens only paths it builds
+itself below its artifact root: never a path or URI a client supplied.
+
+Bodies are streamed into the artifact store's staging area by a worker thread, through a
+small bounded queue: an upload never sits whole in memory, and nothing is stored before
+the body arrived whole and its digest matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import unquote_to_bytes
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from ... import _owners
+from ..._run_files import _os_error, store_artifact
+from ..._snapshot import MAX_BYTES, MAX_FILES, zip_content_id
+from ..._validation import check_artifact_path, check_run_id, check_snapshot_id
+from ...errors import Conflict, NotFound, UserError
+from ...records import ArtifactRecord
+from ..auth import Principal, contributor, reader, require_run
+from .schemas import Artifact, Snapshot, plain
+
+router = APIRouter(tags=["files"])
+Reader = Annotated[Principal, Depends(reader)]
+Contributor = Annotated[Principal, Depends(contributor)]
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the bytes"}
+}
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+_QUEUED_CHUNKS = 8  # body chunks between the network and the staging thread
+
+
+class LogSize(BaseModel):
+    """Where a growing log ends on the server, in bytes."""
+
+    size: int
+
+
+# -- checks ----------------------------------------------------------------------------
+def _raw_path_ok(request: Request) -> None:
+    """Refuse a request path (or query) whose percent escapes do not decode to UTF-8 (a
+    lone surrogate, a stray byte): the server would see U+FFFD instead of what was meant."""
+    raw = request.scope.get("raw_path") or request.scope.get("path", "").encode()
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+        unquote_to_bytes(request.scope.get("query_string", b"")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            "the request path is not valid UTF-8 once decoded (a lone surrogate or a stray "
+            "byte); fix the name's text"
+        ) from None
+
+
+def _checked(request: Request, run_id: str, path: str) -> str:
+    """The artifact path of a request, validated (with its run id) before any file access."""
+    _raw_path_ok(request)
+    check_run_id(run_id)
+    return check_artifact_path(path)
+
+
+def _state(request: Request) -> tuple[Any, Any]:
+    return request.app.state.store, request.app.state.artifacts
+
+
+# -- streaming a request body into a staging file --------------------------------------
+class _BrokenOff(Exception):
+    """The request body stopped before its end (client gone, body over the limit)."""
+
+
+class _BodyReader:
+    """A blocking ``read(n)`` over the chunks an async body sends through a memory stream;
+    used from the worker thread that stages the body."""
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self._chunk = memoryview(b"")
+        self.aborted = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._chunk:
+            try:
+                self._chunk = memoryview(anyio.from_thread.run(self._receive.receive))
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if self.aborted:
+                    raise _BrokenOff("the upload stopped before its end") from None
+                return b""
+        take = len(self._chunk) if n is None or n < 0 else min(n, len(self._chunk))
+        block, self._chunk = self._chunk[:take], self._chunk[take:]
+        return bytes(block)
+
+
+async def _stage_body(
+    request: Request, stage: Callable[[Any], tuple[str, int, str]], discard: Callable[[str], None]
+) -> tuple[str, int, str]:
+    """Stream the request body into ``stage`` (run in a worker thread); its result.
+
+    If the body breaks off (or goes over its limit), the staging thread fails too and
+    leaves nothing; the body's error is raised.
+    """
+    send, receive = anyio.create_memory_object_stream[bytes](_QUEUED_CHUNKS)
+    reader = _BodyReader(receive)
+    outcome: list[Any] = []
+
+    async def run_stage() -> None:
+        try:
+            outcome.append(await anyio.to_thread.run_sync(stage, reader))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            receive.close()
+
+    task = asyncio.ensure_future(run_stage())
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await send.send(chunk)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the staging thread failed: its error is in outcome
+    except BaseException:
+        reader.aborted = True
+        send.close()
+        task.add_done_callback(lambda _: _discard_outcome(outcome, discard))
+        raise
+    send.close()
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(lambda _: _discard_outcome(outcome, discard))
+        raise
+    result = outcome[0]
+    if isinstance(result, OSError):
+        raise _os_error(result, "cannot receive the upload") from result
+    if isinstance(result, BaseException):
+        raise result
+    staged: tuple[str, int, str] = result
+    return staged
+
+
+def _discard_outcome(outcome: list[Any], discard: Callable[[str], None]) -> None:
+    if outcome and isinstance(outcome[0], tuple):
+        discard(outcome[0][0])
+
+
+class _Staged:
+    """The server's artifact store, whose ``stage`` answers with a file staged already
+    (from the request body): ``store_artifact`` then stores bytes and record as locally."""
+
+    def __init__(self, artifacts: Any, staged: tuple[str, int, str]) -> None:
+        self._artifacts = artifacts
+        self._staged = staged
+        self.root: str = artifacts.root
+
+    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+        return self._staged
+
+    def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
+        self._artifacts.commit(staged, run_id, path, streaming)
+
+    def discard(self, staged: str) -> None:
+        self._artifacts.discard(staged)
+
+    def remove(self, run_id: str, path: str) -> None:
+        self._artifacts.remove(run_id, path)
+
+    def open(self, run_id: str, path: str) -> BinaryIO:
+        return self._artifacts.open(run_id, path)
+
+    def open_append(self, run_id: str, path: str) -> BinaryIO:
+        return self._artifacts.open_append(run_id, path)
+
+    def local_path(self, run_id: str, path: str) -> str | None:
+        return self._artifacts.local_path(run_id, path)
+
+    def url(self, run_id: str, path: str) -> str:
+        return self._artifacts.url(run_id, path)
+
+    def put_snapshot(self, snapshot_id: str, staged: str) -> None:
+        self._artifacts.put_snapshot(snapshot_id, staged)
+
+    def open_snapshot(self, snapshot_id: str) -> BinaryIO:
+        return self._artifacts.open_snapshot(snapshot_id)
+
+
+# -- artifact uploads, records, downloads ------------------------------------------------
+@router.put("/runs/{run_id}/files/{path:path}", response_model=Artifact, openapi_extra=_BODY)
+async def upload_file(
+    run_id: str,
+    path: str,
+    request: Request,
+    who: Contributor,
+    x_content_sha256: Annotated[str | None, Header()] = None,
+    x_runyard_streaming: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Store the body (``application/octet-stream``, streamed) as ``path`` of the run,
+    bytes and record together. Names are write-once (409), except a log sent with
+    ``X-Runyard-Streaming: 1``, which may be replaced by a later upload. With
+    ``X-Content-SHA256`` (hex), a body that does not hash to it is refused (400) and
+    nothing is stored."""
+    name = _checked(request, run_id, path)
+    streaming = (x_runyard_streaming or "").strip().lower() in ("1", "true", "yes")
+    expected = None
+    if x_content_sha256 is not None:
+        expected = x_content_sha256.strip().lower()
+        if not _DIGEST.fullmatch(expected):
+            raise UserError("X-Content-SHA256 must be the body's SHA-256 as 64 hex digits")
+    store, artifacts = _state(request)
+
+    def check() -> None:  # before the body travels: a taken name is refused at once
+        require_run(who, store, run_id)
+        store.get_run(run_id)
+        try:
+            found = store.get_artifact(run_id, name)
+        except NotFound:
+            return
+        if not (streaming and found.streaming):
+            raise Conflict(
+                f"artifact {name!r} already exists in run {run_id}; artifacts are write-once: "
+                "upload under another name"
+            )
+
+    await run_in_threadpool(check)
+    staged = await _stage_body(request, artifacts.stage, artifacts.discard)
+    try:
+        if expected is not None and staged[2] != expected:
+            raise UserError(
+                f"the upload of {name!r} hashes to {staged[2]}, not to X-Content-SHA256 "
+                f"{expected}: it was damaged on the way; nothing was stored"
+            )
+        record = await run_in_threadpool(
+            store_artifact, store, _Staged(artifacts, staged), run_id, name, _NO_SOURCE, streaming
+        )
+    except BaseException:
+        artifacts.discard(staged[0])  # a no-op once committed
+        raise
+    return plain(record)
+
+
+class _NoSource:
+    def read(self, n: int = -1) -> bytes:  # pragma: no cover - _Staged never reads it
+        return b""
+
+
+_NO_SOURCE: Any = _NoSource()
+
+_LOCKS: weakref.WeakValueDictionary[tuple[int, str, str], Any] = weakref.WeakValueDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _log_lock(artifacts: Any, run_id: str, name: str) -> Any:
+    """One lock per log of this server: appends to it take turns."""
+    key = (id(artifacts), run_id, name)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+        return lock
+
+
+def _log_size(artifacts: Any, run_id: str, name: str) -> int:
+    local = artifacts.local_path(run_id, name)
+    if local is not None:
+        try:
+            return os.path.getsize(local)
+        except FileNotFoundError:
+            return 0
+    with artifacts.open_append(run_id, name) as fh:
+        return int(fh.tell())
+
+
+def _record_log(store: Any, artifacts: Any, run_id: str, name: str) -> None:
+    """Record a log as a streaming artifact, with size and digest of the server's copy."""
+    import time
+
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with artifacts.open(run_id, name) as fh:
+            while block := fh.read(_CHUNK):
+                digest.update(block)
+                size += len(block)
+        hexdigest = digest.hexdigest()
+    except NotFound:
+        hexdigest = ""  # nothing written yet: recorded as an empty log, as locally
+    store.add_artifact(ArtifactRecord(run_id, name, size, hexdigest, time.time(), True))
+
+
+@router.post("/runs/{run_id}/logs/{path:path}", response_model=LogSize, openapi_extra=_BODY)
+async def append_log(
+    run_id: str,
+    path: str,
+    request: Request,
+    who: Contributor,
+    offset: Annotated[int, Query(ge=-1)],
+    final: bool = False,
+) -> Any:
+    """Append the body to a growing log; ``offset`` is where the client thinks it ends.
+
+    Bytes the server has already (a retried append) are skipped; a log shorter than
+    ``offset`` is a 409 whose message says ``ends at byte N``: resend from there.
+    ``offset=-1`` appends nothing. ``final=true`` records the log as a streaming artifact,
+    its size and digest read from the server's own copy. The answer is the log's size.
+    """
+    name = _checked(request, run_id, path)
+    body = await request.body()  # small: a client sends a log in pieces of at most 1 MB
+    store, artifacts = _state(request)
+
+    def append() -> int:
+        require_run(who, store, run_id)
+        store.get_run(run_id)
+        try:
+            found = store.get_artifact(run_id, name)
+        except NotFound:
+            pass
+        else:
+            if not found.streaming:
+                raise Conflict(
+                    f"{name!r} of run {run_id} is a regular file, written once: it is not a "
+                    "log that grows"
+                )
+        with _log_lock(artifacts, run_id, name):
+            size = _log_size(artifacts, run_id, name)
+            if offset >= 0:
+                if size < offset:
+                    raise Conflict(
+                        f"log {name!r} of run {run_id} ends at byte {size} on the server, not "
+                        f"at {offset}: resend from byte {size}"
+                    )
+                new = body[size - offset :]
+                if new:
+                    try:
+                        with artifacts.open_append(run_id, name) as fh:
+                            fh.write(new)
+                    except OSError as exc:
+                        raise _os_error(exc, f"cannot append to {name!r} of run {run_id}") from exc
+                    size += len(new)
+            if final:
+                _record_log(store, artifacts, run_id, name)
+            return size
+
+    return {"size": await run_in_threadpool(append)}
+
+
+@router.get("/runs/{run_id}/artifacts", response_model=list[Artifact])
+def list_artifacts(run_id: str, request: Request, who: Reader, prefix: str | None = None) -> Any:
+    """The run's artifact records, sorted by path; ``prefix`` keeps those in one folder."""
+    _raw_path_ok(request)
+    check_run_id(run_id)
+    if prefix:
+        check_artifact_path(prefix.rstrip("/") + "/x")
+    return [plain(a) for a in request.app.state.store.list_artifacts(run_id, prefix or None)]
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}", response_model=Artifact)
+def get_artifact(run_id: str, path: str, request: Request, who: Reader) -> Any:
+    """One artifact record."""
+    name = _checked(request, run_id, path)
+    return plain(request.app.state.store.get_artifact(run_id, name))
+
+
+@router.get("/runs/{run_id}/files/{path:path}", response_class=Response, responses=_BYTES)
+def download_file(run_id: str, path: str, request: Request, who: Reader) -> Response:
+    """The artifact's bytes, streamed as an attachment; ``Range`` gives a part (206; an
+    unsatisfiable range is 416)."""
+    name = _checked(request, run_id, path)
+    store, artifacts = _state(request)
+    record = store.get_artifact(run_id, name)
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if not record.streaming:
+        headers["X-Content-SHA256"] = record.digest
+    local = artifacts.local_path(run_id, name)
+    if local is not None:
+        if not os.path.isfile(local):
+            raise NotFound(f"the bytes of {name!r} of run {run_id} are missing on the server")
+        return FileResponse(
+            local,
+            media_type="application/octet-stream",
+            filename=name.rsplit("/", 1)[-1],
+            headers=headers,
+        )
+    source = artifacts.open(run_id, name)
+    return StreamingResponse(
+        _chunks(source), media_type="application/octet-stream", headers=headers
+    )
+
+
+def _chunks(source: BinaryIO) -> Iterator[bytes]:
+    with source:
+        while block := source.read(_CHUNK):
+            yield block
+
+
+# -- snapshots --------------------------------------------------------------------------
+def _stage_scratch(source: Any) -> tuple[str, int, str]:
+    """Copy ``source`` into a file of this process's scratch folder (swept if it dies)."""
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp = tempfile.mkstemp(prefix="snapshot-", suffix=".zip", dir=_owners.process_folder())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while block := source.read(_CHUNK):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp, size, digest.hexdigest()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@router.put("/snapshots/{snapshot_id}", response_model=Snapshot, openapi_extra=_BODY)
+async def upload_snapshot(
+    snapshot_id: str,
+    request: Request,
+    who: Contributor,
+    size: Annotated[int | None, Query(ge=0)] = None,
+    files: Annotated[int | None, Query(ge=0)] = None,
+) -> Any:
+    """Store a snapshot zip (streamed) under its content id, and record it.
+
+    The zip must hold what ``take_snapshot`` writes, and its content must hash to
+    ``snapshot_id``: a zip whose content names another id is refused (400), so no one can
+    put other content under an id. ``size`` and ``files`` are the client's count; the
+    server records its own (at most the snapshot limits; a zip bomb is refused).
+    """
+    _raw_path_ok(request)
+    check_snapshot_id(snapshot_id)
+    store, artifacts = _state(request)
+    tmp, _, _ = await _stage_body(request, _stage_scratch, _unlink)
+    try:
+
+        def verify_and_store() -> None:
+            found, total, count = zip_content_id(tmp, MAX_FILES, MAX_BYTES)
+            if found != snapshot_id:
+                raise UserError(
+                    f"the zip's content is snapshot {found}, not {snapshot_id}: nothing stored"
+                )
+            if files is not None and files != count:
+                raise UserError(f"the zip holds {count} files, not {files}: nothing stored")
+            if store.has_snapshot(snapshot_id):
+                return
+            with open(tmp, "rb") as fh:
+                staged, _, _ = artifacts.stage(fh)
+            try:
+                artifacts.put_snapshot(snapshot_id, staged)
+            except BaseException:
+                artifacts.discard(staged)
+                raise
+            store.add_snapshot(snapshot_id, total, count)
+
+        await run_in_threadpool(verify_and_store)
+    finally:
+        _unlink(tmp)
+    return {"id": snapshot_id, "exists": True}
+
+
+@router.get("/snapshots/{snapshot_id}/exists", response_model=Snapshot)
+def snapshot_exists(snapshot_id: str, request: Request, who: Reader) -> Any:
+    check_snapshot_id(snapshot_id)
+    return {"id": snapshot_id, "exists": request.app.state.store.has_snapshot(snapshot_id)}
+
+
+@router.get("/snapshots/{snapshot_id}", response_class=Response, responses=_BYTES)
+def download_snapshot(snapshot_id: str, request: Request, who: Reader) -> Response:
+    """The snapshot zip, streamed."""
+    check_snapshot_id(snapshot_id)
+    store, artifacts = _state(request)
+    if not store.has_snapshot(snapshot_id):
+        raise NotFound(f"snapshot {snapshot_id} is not on this server")
+    source = artifacts.open_snapshot(snapshot_id)
+    return StreamingResponse(
+        _chunks(source),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{snapshot_id}.zip"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
