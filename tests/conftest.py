@@ -118,3 +118,10 @@ def _forget_open_runs() -> Iterator[None]:
     from runyard import _process
 
     _process._active.clear()
+
+
+def needs_local(ws: Workspace) -> None:
+    """Skip for a server's workspace: the test reaches into the database or artifact folder
+    itself (tests/server covers the same behaviour through the server)."""
+    if "://" in ws.artifacts_root:
+        pytest.skip("reaches into the workspace's database or files, which a client cannot")

@@ -13,6 +13,7 @@ import uuid
 
 from runyard import _liveness, _owners
 from runyard.records import NewRun
+from tests.conftest import needs_local
 
 ELSEWHERE = "0123456789ab-1-1"  # a supervisor process on another machine
 
@@ -30,6 +31,7 @@ def _beating_run(ws, supervisor: str) -> str:
 
 
 def _age_heartbeats(ws, seconds: float) -> None:
+    needs_local(ws)
     ws._store.db.write(
         lambda cur: cur.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", (seconds,))
     )

@@ -15,6 +15,7 @@ import subprocess
 import threading
 
 import pytest
+from tests.conftest import needs_local
 
 from runyard import Experiment, Workspace
 from runyard.errors import Conflict, StoreError, UserError
@@ -50,6 +51,7 @@ def test_a_path_part_over_255_bytes_is_refused_before_anything_is_written(run):
 
 
 def test_bytes_that_cannot_be_placed_leave_no_record(run, ws, tmp_path):
+    needs_local(ws)
     folder = os.path.join(ws.artifacts_root, "runs", run.id)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with open(folder, "w") as fh:  # a file where the run's folder must be

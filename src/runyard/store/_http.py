@@ -53,6 +53,9 @@ class HttpClient:
     @property
     def client(self) -> httpx.Client:
         pid = os.getpid()
+        if self._pid != pid and self._client is not None:  # forked: not ours to use
+            self._lock = threading.Lock()  # another thread may have held it at the fork
+            self._client = None
         if self._client is None or self._pid != pid:
             with self._lock:
                 if self._client is None or self._pid != pid:
