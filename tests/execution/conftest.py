@@ -6,6 +6,7 @@ import os
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -30,7 +31,8 @@ class Project:
         """A file of the run as text (empty if it is not there yet), wherever it is kept."""
         path = self.ws._artifacts.local_path(run.id, name)
         if path is not None:
-            return Path(path).read_bytes().decode("utf-8", "replace") if os.path.exists(path) else ""
+            exists = os.path.exists(path)
+            return Path(path).read_bytes().decode("utf-8", "replace") if exists else ""
         from runyard.errors import NotFound
 
         try:
@@ -65,9 +67,12 @@ def supervisor_of(run_id: str) -> psutil.Process:
     raise AssertionError(f"no supervisor process for {run_id}")
 
 
-def new_project(tmp_path, monkeypatch, slots: int = 2, own_temp: bool = False) -> Project:
+def new_project(
+    tmp_path, monkeypatch, slots: int = 2, own_temp: bool = False, served: bool = False
+) -> Iterator[Project]:
     """A project folder and workspace; ``own_temp`` gives the test its own temporary folder
-    (for tests that look at what runyard leaves there)."""
+    (for tests that look at what runyard leaves there); ``served``: the workspace is kept by
+    a real runyard server (tokens on) and the project reaches it over HTTP."""
     if own_temp:
         temp = tmp_path / "tmp"
         temp.mkdir()
@@ -77,9 +82,18 @@ def new_project(tmp_path, monkeypatch, slots: int = 2, own_temp: bool = False) -
     root.mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RUNYARD_MAX_CONCURRENT_RUNS", str(slots))
-    return Project(root, Workspace(tmp_path / "ws"))
+    if not served:
+        yield Project(root, Workspace(tmp_path / "ws"))
+        return
+    from tests.live_server import serve_workspace
+
+    with serve_workspace(str(tmp_path / "ws"), auth=True) as (url, server_store):
+        _, secret = server_store.create_token("tester", "contributor")
+        monkeypatch.setenv("RUNYARD_TOKEN", secret)
+        monkeypatch.setenv("RUNYARD_SPOOL_DIR", str(tmp_path / "spool"))
+        yield Project(root, Workspace(url))
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
-    return new_project(tmp_path, monkeypatch)
+def project(tmp_path, monkeypatch) -> Iterator[Project]:
+    yield from new_project(tmp_path, monkeypatch)

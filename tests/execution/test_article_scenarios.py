@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from runyard import Run, ScriptRunConfig
 
-from .conftest import wait_until
+from .conftest import new_project, wait_until
+
+
+@pytest.fixture(params=["local", "server"])
+def project(request, tmp_path, monkeypatch):
+    """The articles' scenarios on a local workspace and on one kept by a runyard server."""
+    yield from new_project(tmp_path, monkeypatch, served=request.param == "server")
+
 
 HELLO_WITH_DELAY = """
 import time

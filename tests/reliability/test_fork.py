@@ -51,7 +51,7 @@ def test_fork_while_another_thread_holds_a_lock(ws, lock):
     held = {
         # a server's workspace: the lock of its HTTP client
         "database": lambda: (
-            getattr(ws._store, "db", None) and ws._store.db._lock or ws._store._http._lock
+            (getattr(ws._store, "db", None) and ws._store.db._lock) or ws._store._http._lock
         ),
         "buffer": lambda: parent._buffer_obj._lock,
         "flusher": lambda: _logging_buffer._flusher._guard,

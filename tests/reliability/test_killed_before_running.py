@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.execution.conftest import Project, new_project, supervisor_of, wait_until
+from tests.execution.conftest import new_project, supervisor_of, wait_until
 
 from runyard import ScriptRunConfig
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
+def project(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNYARD_NOT_RESPONDING_SECONDS", "300")  # the heartbeat rule is no help
-    return new_project(tmp_path, monkeypatch, slots=1, own_temp=True)
+    yield from new_project(tmp_path, monkeypatch, slots=1, own_temp=True)
 
 
 KILLED_SUBMITTER = """

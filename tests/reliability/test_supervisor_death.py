@@ -16,14 +16,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.execution.conftest import Project, new_project, supervisor_of, wait_until
+from tests.execution.conftest import new_project, supervisor_of, wait_until
 
 from runyard import ScriptRunConfig, Workspace
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
-    return new_project(tmp_path, monkeypatch, slots=2, own_temp=True)
+def project(tmp_path, monkeypatch):
+    yield from new_project(tmp_path, monkeypatch, slots=2, own_temp=True)
 
 
 def _files_under(folder: Path) -> list[str]:
