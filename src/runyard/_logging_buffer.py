@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ._validation import check_text
-from .errors import RunyardError, UserError, stored_before
+from .errors import RunyardError, ServerUnreachable, UserError, stored_before
 from .records import SeriesAppend
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ class MetricBuffer:
         self.owner = weakref.ref(owner)  # once the Run is gone and we are empty, we go too
         self.series: dict[str, Series] = {}
         self.scalars: dict[str, list[Point]] = {}  # the fast path of Run.log
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one flush at a time (it may wait for a server)
+        self._names = threading.Lock()  # one new Series per name; never held by a flush
         self._known: dict[str, str] | None = None
         self.error: BaseException | None = None
         _flusher.register(self)
@@ -57,14 +58,14 @@ class MetricBuffer:
         """The pending series ``name``, checking its kind against what is stored."""
         if description:  # stored as text: refused here, never in the middle of a batch
             check_text(description, f"description of metric {name!r}", 5000)
-        with self._lock:  # two threads logging a new name must share one Series
+        with self._names:  # two threads logging a new name must share one Series
             return self._series_for(name, kind, description)
 
     def _series_for(self, name: str, kind: str, description: str) -> Series:
         found = self.series.get(name)
         if found is None:
             if self._known is None:
-                self._known = {s.name: s.kind for s in self.store.list_series([self.run_id])}
+                self._known = _stored_kinds(self.store, self.run_id)
             stored = self._known.get(name, kind)
             if stored != kind:
                 raise UserError(
@@ -86,6 +87,7 @@ class MetricBuffer:
     def forget_after_fork(self) -> None:
         """In a forked child: the pending points belong to the parent, which writes them."""
         self._lock = threading.RLock()
+        self._names = threading.Lock()
         for series in self.series.values():
             del series.points[:]
 
@@ -100,13 +102,21 @@ class MetricBuffer:
                     del series.points[:n]
                     taken.append((name, series, batch))
             if not taken:
+                self._persist(raise_errors)
                 self._raise_pending(raise_errors)
                 return
             appends = [_to_append(name, s, batch) for name, s, batch in taken]
             try:
                 self.store.log_batch(self.run_id, appends)
-            except UserError:
-                self._write_one_by_one(taken, appends)
+            except UserError as exc:
+                if getattr(exc, "runyard_earlier_batch", False):
+                    # an earlier batch was refused (by a server, in the background): say so;
+                    # this one was not taken and waits for the next attempt
+                    for _name, series, batch in reversed(taken):
+                        series.points[0:0] = batch
+                    self.error = exc
+                else:
+                    self._write_one_by_one(taken, appends)
             except BaseException as exc:
                 if not stored_before(exc):
                     for _name, series, batch in reversed(taken):
@@ -116,7 +126,18 @@ class MetricBuffer:
                 self._note(exc)
             else:
                 self._note(None)
+            self._persist(raise_errors)
             self._raise_pending(raise_errors)
+
+    def _persist(self, explicit: bool) -> None:
+        """On an explicit flush, make what a remote store holds for later durable (its
+        spool, fsynced): everything logged before ``flush()`` returns survives a SIGKILL."""
+        persist = getattr(self.store, "persist", None)
+        if explicit and persist is not None:
+            try:
+                persist()
+            except RunyardError as exc:
+                self._note(exc)
 
     def _note(self, exc: BaseException | None) -> None:
         """Remember how the last write went. Points dropped for good (a UserError) stay
@@ -153,6 +174,17 @@ class MetricBuffer:
             if isinstance(exc, RunyardError):
                 raise exc
             raise RunyardError(f"metrics of run {self.run_id} could not be written: {exc}")
+
+
+def _stored_kinds(store: Store, run_id: str) -> dict[str, str]:
+    """The kinds of the series stored for ``run_id``. ``run.log`` never waits for a server
+    that cannot be reached: the server checks each batch's kinds when it arrives, and a
+    refusal is reported by a later flush."""
+    lookup = getattr(store, "list_series_now", store.list_series)
+    try:
+        return {s.name: s.kind for s in lookup([run_id])}
+    except ServerUnreachable:
+        return {}
 
 
 def _to_append(name: str, series: Series, batch: list[Point]) -> SeriesAppend:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import socket
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -94,6 +96,8 @@ def serve(
             f"Sign in with: runyard login {url}"
         )
     echo(f"runyard serves {_shown(uri)} at {url} ({workers} worker(s)); Ctrl-C stops it")
+    # uvicorn drains, then raises the SIGTERM it caught again: a drained stop exits 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "runyard.server.serving:app_from_environment",
         factory=True,

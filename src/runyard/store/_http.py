@@ -1,9 +1,11 @@
 """The HTTP transport of remote workspaces: one client per server, retries, errors back.
 
 Timeouts, connection resets and 502/503/504 answers are retried with exponential backoff
-and full jitter, for at most ``retry_seconds`` in all; any other 4xx or 5xx answer is
-never retried: its ``{"error": {"code", "message"}}`` body comes back as the same
-:mod:`runyard.errors` class the server raised, with the same message.
+and full jitter, for at most ``retry_seconds`` in all (``RUNYARD_HTTP_RETRY_SECONDS``,
+default 60); one attempt waits for an answer at most ``RUNYARD_HTTP_TIMEOUT_SECONDS``
+(default 60). Any other 4xx or 5xx answer is never retried: its ``{"error": {"code",
+"message"}}`` body comes back as the same :mod:`runyard.errors` class the server raised,
+with the same message.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..errors import (
 API = "/api/v1"
 ENV_TOKEN = "RUNYARD_TOKEN"
 ENV_RETRY_SECONDS = "RUNYARD_HTTP_RETRY_SECONDS"
+ENV_TIMEOUT_SECONDS = "RUNYARD_HTTP_TIMEOUT_SECONDS"
 RETRY_STATUSES = frozenset({502, 503, 504})
 _CONNECT_TIMEOUT = 5.0
 _READ_TIMEOUT = 60.0
@@ -41,11 +44,12 @@ class HttpClient:
     def __init__(self, base_url: str, token: str | None, retry_seconds: float | None = None):
         self.base_url = base_url.rstrip("/")
         self.token = token
-        if retry_seconds is None:
-            from .._liveness import seconds_setting
+        from .._liveness import seconds_setting
 
+        if retry_seconds is None:
             retry_seconds = seconds_setting(ENV_RETRY_SECONDS, 60.0)
         self.retry_seconds = retry_seconds
+        self.timeout = seconds_setting(ENV_TIMEOUT_SECONDS, _READ_TIMEOUT)
         self._client: httpx.Client | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -65,7 +69,9 @@ class HttpClient:
                     self._client = httpx.Client(
                         base_url=self.base_url,
                         headers=headers,
-                        timeout=httpx.Timeout(_READ_TIMEOUT, connect=_CONNECT_TIMEOUT),
+                        timeout=httpx.Timeout(
+                            self.timeout, connect=min(self.timeout, _CONNECT_TIMEOUT)
+                        ),
                         limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
                     )
                     self._pid = pid

@@ -447,6 +447,7 @@ class Outbox:
         for i, (refused_run, _key, exc) in enumerate(self._refused):
             if run_id is None or refused_run == run_id:
                 del self._refused[i]
+                exc.runyard_earlier_batch = True  # type: ignore[attr-defined]
                 raise exc
 
     def _count_memory(self) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, ServerUnreachable
 from ..records import (
     TERMINAL_STATUSES,
     ArtifactRecord,
@@ -232,6 +232,27 @@ class RestStore:
         found = self._call("POST", "/series", {"run_ids": list(run_ids)})
         return [SeriesSummary(**s) for s in found]
 
+    def list_series_now(self, run_ids: Sequence[str]) -> list[SeriesSummary]:
+        """``list_series`` for ``run.log``, which never waits for the network: one attempt
+        with a short timeout, none while batches wait for the server (ServerUnreachable)."""
+        if self._outbox is not None and self._outbox.pending():
+            raise ServerUnreachable(f"the runyard server at {self.uri} is not answering")
+        response = self._http.request(
+            "POST",
+            f"{API}/series",
+            content=_json.dumps({"run_ids": list(run_ids)}),
+            headers={"Content-Type": "application/json"},
+            retry_seconds=0,
+            timeout=DIRECT_SEND_SECONDS,
+        )
+        return [SeriesSummary(**s) for s in _json.loads(response.content)]
+
+    def persist(self) -> None:
+        """Write the batches still waiting in memory to the spool (fsynced), so that they
+        outlive this process; ``Run.flush()`` calls it. StoreError if it cannot be written."""
+        if self._outbox is not None:
+            self._outbox.persist()
+
     def get_history(self, run_id: str, name: str) -> MetricHistory:
         found = self.get_histories([run_id], name).get(run_id)
         if not found:
@@ -288,8 +309,6 @@ class RestStore:
         """The server's event stream of the run; a broken stream is picked up again from
         the last log byte received (for as long as the client's retry budget allows)."""
         import base64
-
-        from ..errors import ServerUnreachable
 
         params: dict[str, Any] = {}
         if log_path is not None:
