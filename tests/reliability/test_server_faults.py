@@ -129,6 +129,7 @@ class ServeProcess:
 
 LOGGER = """
 import os, sys, time
+from runyard import Experiment, Workspace
 
 ws = Workspace(os.environ["URL"])
 run = Experiment(ws, "faults").start_logging(snapshot_directory=None, outputs=False)
