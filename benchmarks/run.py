@@ -24,6 +24,7 @@ import uuid
 import script_runs
 from tabulate import tabulate
 
+import server
 from runyard import Experiment, Workspace
 from runyard.records import NewRun
 
@@ -209,6 +210,7 @@ def main() -> None:
                 ws._store.close()
                 drop_schema(schema)
         scripts = script_runs.measure(folder)
+        served = server.measure(folder, PG if pg is not None else None)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -238,6 +240,10 @@ def main() -> None:
         rows.append([name, f"{scripts[name]:,}", *[""] * (len(results) - 1), target])
     print(f"points per series: {POINTS:,}; runs for the query: {RUNS:,}")
     print(tabulate(rows, headers=["figure", *results, "target"], disable_numparse=True))
+    print("through a runyard serve subprocess on 127.0.0.1, with a token:")
+    print(
+        tabulate(server.rows(served), headers=["figure", *served, "target"], disable_numparse=True)
+    )
     print(
         json.dumps(
             {
@@ -248,6 +254,7 @@ def main() -> None:
                 "import_runyard_ms": round(import_ms, 1),
                 "script_runs_sqlite": scripts,
                 "cli_sqlite": cli,
+                "server": served,
             }
         )
     )

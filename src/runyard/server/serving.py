@@ -74,6 +74,8 @@ def serve(
     """Serve ``uri`` until Ctrl-C or SIGTERM; in-flight requests finish first."""
     import uvicorn
 
+    from ._protocol import NO_DELAY_PROTOCOL
+
     check_options(host, port, workers, settings)
     root, admin_secret = prepare(uri, artifacts)
     if port == 0:
@@ -101,6 +103,7 @@ def serve(
     uvicorn.run(
         "runyard.server.serving:app_from_environment",
         factory=True,
+        http=NO_DELAY_PROTOCOL,
         host=host,
         port=port,
         workers=workers,
