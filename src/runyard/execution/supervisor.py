@@ -65,7 +65,7 @@ def _seekable(stream: BinaryIO) -> BinaryIO:
     with stream:
         shutil.copyfileobj(stream, copy, 1 << 20)
     copy.seek(0)
-    return copy  # type: ignore[return-value]
+    return copy
 
 
 def cancel_grace() -> float:

@@ -318,17 +318,9 @@ def _decode_batch(r: _Reader) -> list[SeriesAppend]:
         steps = r.steps(n, name, allow_none=True)
         times = r.times(n, name)
         values = r.values(n, name)
-        step_list: list[Any] = steps.tolist() if isinstance(steps, array) else list(steps)
-        result.append(
-            SeriesAppend(
-                name,
-                kind,
-                step_list,
-                values if isinstance(values, list) else values.tolist(),
-                times.tolist(),
-                description,
-            )
-        )
+        # packed columns stay packed (a range, arrays): the store packs them without a
+        # Python object per point
+        result.append(SeriesAppend(name, kind, steps, values, times, description))
     r.end()
     return result
 

@@ -33,7 +33,7 @@ def _unpack(typecode: str, data: bytes) -> array[Any]:
     return arr
 
 
-def encode_values(values: list[Any], kinds: set[type] | None = None) -> tuple[str, bytes]:
+def encode_values(values: Sequence[Any], kinds: set[type] | None = None) -> tuple[str, bytes]:
     """Pack values; ``kinds`` is ``set(map(type, values))`` when the caller has it."""
     kinds = set(map(type, values)) if kinds is None else kinds
     if kinds == {float}:
@@ -91,7 +91,7 @@ def unpack_steps(data: bytes) -> range | array[int]:
 _RANGE = b"R"
 
 
-def encode_times(times: list[float]) -> bytes:
+def encode_times(times: Sequence[float]) -> bytes:
     return _pack(array("d", times))
 
 
@@ -100,7 +100,7 @@ def unpack_times(data: bytes) -> array[float]:
 
 
 def numeric_range(
-    values: list[Any], kinds: set[type] | None = None
+    values: Sequence[Any], kinds: set[type] | None = None
 ) -> tuple[float | None, float | None]:
     """Min and max of the numbers among ``values``; NaN, bools and non-numbers are skipped."""
     kinds = set(map(type, values)) if kinds is None else kinds

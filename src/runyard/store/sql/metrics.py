@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
 from itertools import groupby, pairwise
 from operator import itemgetter
@@ -45,7 +46,7 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
             f"metric {series.name!r} of run {run_id}: {n} values, {len(series.steps)} steps "
             f"and {len(series.times)} times; every point needs one of each"
         )
-    kinds = set(map(type, series.values))
+    kinds = _kinds(series.values)
     try:  # before any SQL: what cannot be encoded is the caller's mistake, never retried
         last = json.dumps(series.values[-1])
         encoding, packed = chunks.encode_values(series.values, kinds)
@@ -65,7 +66,9 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     base = count - n
     steps = series.steps
     filled: Sequence[int | None]
-    if None not in steps:
+    if isinstance(steps, range | array):  # packed: no None in it
+        filled = steps
+    elif None not in steps:
         filled = steps
     elif steps.count(None) == n:
         filled = range(base, base + n)
@@ -93,6 +96,13 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
             times,
         ),
     )
+
+
+def _kinds(values: Sequence[Any]) -> set[type]:
+    """The types among ``values``; a packed array says it without a look at each value."""
+    if isinstance(values, array):
+        return {float} if values.typecode == "d" else {int}
+    return set(map(type, values))
 
 
 def _unstorable(run_id: str, series: SeriesAppend, exc: BaseException) -> UserError:
