@@ -20,8 +20,8 @@ from starlette.responses import StreamingResponse
 
 from ... import _liveness
 from ..._events import follow
-from ...records import RunEvent
 from ..._validation import check_artifact_path, check_run_id
+from ...records import RunEvent
 from ...store import _json
 from ..auth import Principal, reader
 from .schemas import plain

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ..._validation import check_run_id
 from ...errors import UserError
 from ...store import wire
+from ..app import JSON
 from ..auth import Principal, contributor, reader, require_run
 from .schemas import HistoriesIn, RunIdsIn, SeriesSummary, Stored, plain
 
@@ -34,6 +36,7 @@ async def log_batch(
     A batch sent again with the same ``Idempotency-Key`` is not stored twice: the answer
     says ``stored: false``. The batch is checked whole before anything is stored.
     """
+    check_run_id(run_id)
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     if kind != wire.BATCH_TYPE:
         raise UserError(
@@ -57,7 +60,7 @@ def list_series(
     body: RunIdsIn, request: Request, who: Annotated[Principal, Depends(reader)]
 ) -> Any:
     """The per-series summary (count, last, min, max, last step) of each run's metrics."""
-    return [plain(s) for s in request.app.state.store.list_series(body.run_ids)]
+    return JSON([plain(s) for s in request.app.state.store.list_series(body.run_ids)])
 
 
 @router.post(

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ..._validation import check_name, check_run_id
 from ...records import NewRun, RunQuery
 from ...store import _json
+from ..app import JSON
 from ..auth import Principal, contributor, reader, require_run
 from .schemas import (
     Expired,
@@ -33,6 +35,7 @@ Contributor = Annotated[Principal, Depends(contributor)]
 def create_runs(experiment_id: str, body: NewRunsIn, request: Request, who: Contributor) -> Any:
     """Create runs in one transaction; each records the token's name as its submitter
     (a run-scoped token's runs take their parent's submitter)."""
+    check_name(experiment_id, "experiment id")
     store = request.app.state.store
     submitter: dict[str | None, str | None] = {}
     new = []
@@ -47,7 +50,7 @@ def create_runs(experiment_id: str, body: NewRunsIn, request: Request, who: Cont
         fields = run.model_dump()
         fields["run_definition"] = _json.untag(fields["run_definition"])
         new.append(NewRun(**fields, submitted_by=by))
-    return [plain(r) for r in store.create_runs(experiment_id, new)]
+    return JSON([plain(r) for r in store.create_runs(experiment_id, new)])
 
 
 def _submitter_of(store: Any, parent_id: str | None, body: NewRunsIn, who: Principal) -> Any:
@@ -61,6 +64,7 @@ def _submitter_of(store: Any, parent_id: str | None, body: NewRunsIn, who: Princ
 
 @router.get("/runs/{run_id}", response_model=Run)
 def get_run(run_id: str, request: Request, who: Reader) -> Any:
+    check_run_id(run_id)
     return plain(request.app.state.store.get_run(run_id))
 
 
@@ -70,11 +74,12 @@ def search_runs(body: SearchIn, request: Request, who: Reader) -> Any:
     that run, for the next page."""
     query = RunQuery(**body.query.model_dump())
     runs = request.app.state.store.search_runs(query, after=body.after, limit=body.limit)
-    return [plain(r) for r in runs]
+    return JSON([plain(r) for r in runs])  # as stored: no second check of each field
 
 
 @router.patch("/runs/{run_id}", response_model=Run)
 def update_run(run_id: str, body: RunUpdate, request: Request, who: Contributor) -> Any:
+    check_run_id(run_id)
     store = request.app.state.store
     require_run(who, store, run_id)
     fields = _json.untag(body.model_dump(exclude_unset=True))
@@ -85,6 +90,7 @@ def update_run(run_id: str, body: RunUpdate, request: Request, who: Contributor)
 def set_status(run_id: str, body: StatusIn, request: Request, who: Contributor) -> Any:
     """Move a run to ``status`` unless it is finished (or its status is not in
     ``only_from``); the run as it is afterwards."""
+    check_run_id(run_id)
     store = request.app.state.store
     require_run(who, store, run_id)
     error = _json.untag(body.error)
@@ -93,6 +99,7 @@ def set_status(run_id: str, body: StatusIn, request: Request, who: Contributor) 
 
 @router.post("/runs/{run_id}/heartbeat", status_code=204)
 def heartbeat(run_id: str, body: HeartbeatIn, request: Request, who: Contributor) -> None:
+    check_run_id(run_id)
     store = request.app.state.store
     require_run(who, store, run_id)
     store.heartbeat(run_id, body.status, supervisor=body.supervisor)
@@ -121,6 +128,7 @@ def expire_silent_runs(body: ExpireIn, request: Request, who: Contributor) -> An
 
 @router.patch("/runs/{run_id}/tags", response_model=Run)
 def change_tags(run_id: str, body: TagChanges, request: Request, who: Contributor) -> Any:
+    check_run_id(run_id)
     store = request.app.state.store
     require_run(who, store, run_id)
     if body.set:
@@ -133,6 +141,7 @@ def change_tags(run_id: str, body: TagChanges, request: Request, who: Contributo
 @router.post("/runs/{run_id}/properties", response_model=Run)
 def add_properties(run_id: str, body: PropertiesIn, request: Request, who: Contributor) -> Any:
     """Add properties; a key already set to another value is a Conflict."""
+    check_run_id(run_id)
     store = request.app.state.store
     require_run(who, store, run_id)
     store.add_properties(run_id, body.properties)
