@@ -69,6 +69,8 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
         redoc_url=None,
         default_response_class=JSON,
     )
+    # the server's own database path or URI is none of its clients' business
+    store.label = settings.public_url or "this server's workspace"  # type: ignore[attr-defined]
     app.state.store = store
     app.state.artifacts = artifacts
     app.state.settings = settings

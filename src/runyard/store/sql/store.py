@@ -31,7 +31,7 @@ from ...records import (
     SupervisedRun,
 )
 from . import metrics
-from .database import Database, SqlCursor
+from .database import Database, SqlCursor, _without_password
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
 
@@ -118,6 +118,7 @@ class SqlStore(TokensMixin):
     def __init__(self, db: Database, uri: str) -> None:
         self.db = db
         self.uri = uri
+        self.label = _without_password(uri)  # how messages name the workspace
         migrate(db)
 
     def close(self) -> None:
@@ -167,7 +168,7 @@ class SqlStore(TokensMixin):
     def get_experiment(self, experiment_id: str) -> ExperimentRecord:
         rows = self._experiment_rows("id = ?", (experiment_id,))
         if not rows:
-            raise NotFound(f"no experiment with id {experiment_id!r} in {self.uri}")
+            raise NotFound(f"no experiment with id {experiment_id!r} in {self.label}")
         return rows[0]
 
     def list_experiments(self, view_type: str = "ActiveOnly") -> list[ExperimentRecord]:
@@ -252,7 +253,7 @@ class SqlStore(TokensMixin):
                 (len(runs), experiment_id),
             )
             if not counted:
-                raise NotFound(f"no experiment with id {experiment_id!r} in {self.uri}")
+                raise NotFound(f"no experiment with id {experiment_id!r} in {self.label}")
             last, experiment_name = counted[0]
             parents = {r.parent_id for r in runs if r.parent_id}
             roots: dict[str, str] = {}
@@ -360,7 +361,7 @@ class SqlStore(TokensMixin):
         rows = self.db.read(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = ?", (run_id,))
         if not rows:
             raise NotFound(
-                f"no run with id {run_id!r} in {self.uri}; check the id "
+                f"no run with id {run_id!r} in {self.label}; check the id "
                 "(experiment.get_runs() lists the runs)"
             )
         return self._hydrate(rows)[0]
@@ -619,7 +620,7 @@ class SqlStore(TokensMixin):
 
     def _require_run(self, cur: SqlCursor, run_id: str) -> None:
         if not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
-            raise NotFound(f"no run with id {run_id!r} in {self.uri}")
+            raise NotFound(f"no run with id {run_id!r} in {self.label}")
 
     # -- metrics ---------------------------------------------------------
     def run_events(
