@@ -22,7 +22,8 @@ ENV_MAX_RUNS = "RUNYARD_MAX_CONCURRENT_RUNS"
 
 
 class Workspace:
-    """A run history: an embedded SQLite workspace directory or a PostgreSQL database.
+    """A run history: an embedded SQLite workspace directory, a PostgreSQL database, or a
+    runyard server (``http(s)://``; its token from ``RUNYARD_TOKEN`` or ``runyard login``).
 
         >>> from runyard import Workspace
         >>> ws = Workspace("./runs")                      # doctest: +SKIP
@@ -30,7 +31,8 @@ class Workspace:
         >>> ws = Workspace.from_config()                  # doctest: +SKIP
 
     A PostgreSQL workspace keeps artifacts in a directory every user can reach:
-    ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``.
+    ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``. A server keeps
+    the files itself: ``Workspace("https://runyard.example")``.
     """
 
     def __init__(
