@@ -43,19 +43,7 @@ class LocalArtifactStore:
         return os.path.join(self.root, "snapshots", f"{check_snapshot_id(snapshot_id)}.zip")
 
     def stage(self, source: BinaryIO) -> tuple[str, int, str]:
-        digest = hashlib.sha256()
-        size = 0
-        fd, staged = tempfile.mkstemp(dir=self._staging, prefix=_owners.owned_prefix())
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while block := source.read(_CHUNK):
-                    digest.update(block)
-                    size += len(block)
-                    out.write(block)
-        except BaseException:
-            os.unlink(staged)
-            raise
-        return staged, size, digest.hexdigest()
+        return copy_to_file(source, self._staging, _owners.owned_prefix())
 
     def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
         target = self._run_file(run_id, path)
@@ -126,3 +114,23 @@ class LocalArtifactStore:
             return open(self._snapshot_file(snapshot_id), "rb")
         except FileNotFoundError:
             raise NotFound(f"snapshot {snapshot_id!r} is not in {self.root}") from None
+
+
+def copy_to_file(
+    source: BinaryIO, folder: str, prefix: str, suffix: str = ""
+) -> tuple[str, int, str]:
+    """Copy ``source`` into a new file in ``folder``; return (its path, size, sha256 hex).
+    Nothing is left behind if the copy fails."""
+    digest = hashlib.sha256()
+    size = 0
+    fd, path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while block := source.read(_CHUNK):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path, size, digest.hexdigest()

@@ -16,7 +16,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 import threading
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
@@ -26,6 +25,7 @@ import httpx
 from .. import _owners
 from ..errors import Conflict, RunyardError, ServerUnreachable, StoreError
 from ..store._http import API, HttpClient
+from .local import copy_to_file
 
 _CHUNK = 1 << 20
 _OCTETS = "application/octet-stream"
@@ -54,21 +54,10 @@ class RemoteArtifactStore:
     # -- uploads ------------------------------------------------------------------------
     def stage(self, source: BinaryIO) -> tuple[str, int, str]:
         """Copy ``source`` into this process's scratch folder (swept if the process dies)."""
-        digest = hashlib.sha256()
-        size = 0
-        fd, staged = tempfile.mkstemp(prefix="upload-", dir=_owners.process_folder())
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while block := source.read(_CHUNK):
-                    digest.update(block)
-                    size += len(block)
-                    out.write(block)
-        except BaseException:
-            os.unlink(staged)
-            raise
+        staged, size, digest = copy_to_file(source, _owners.process_folder(), "upload-")
         with self._lock:
-            self._digests[staged] = digest.hexdigest()
-        return staged, size, digest.hexdigest()
+            self._digests[staged] = digest
+        return staged, size, digest
 
     def _digest_of(self, staged: str) -> str:
         with self._lock:

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from ... import _owners
 from ..._run_files import _os_error, store_artifact
 from ..._snapshot import MAX_BYTES, MAX_FILES, zip_content_id
 from ..._validation import check_artifact_path, check_run_id, check_snapshot_id
+from ...artifacts.local import copy_to_file
 from ...errors import Conflict, NotFound, UserError
 from ...records import ArtifactRecord
 from ..auth import Principal, contributor, reader, require_run
@@ -420,19 +420,7 @@ def _chunks(source: BinaryIO) -> Iterator[bytes]:
 # -- snapshots --------------------------------------------------------------------------
 def _stage_scratch(source: Any) -> tuple[str, int, str]:
     """Copy ``source`` into a file of this process's scratch folder (swept if it dies)."""
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp = tempfile.mkstemp(prefix="snapshot-", suffix=".zip", dir=_owners.process_folder())
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while block := source.read(_CHUNK):
-                digest.update(block)
-                size += len(block)
-                out.write(block)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp, size, digest.hexdigest()
+    return copy_to_file(source, _owners.process_folder(), "snapshot-", ".zip")
 
 
 def _unlink(path: str) -> None:
