@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -125,6 +126,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
         )
 
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(Utf8Target)
     return app
 
 
@@ -134,6 +136,29 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
+
+
+class Utf8Target:
+    """Refuse (400) a request whose path or query string does not percent-decode to UTF-8:
+    the app would see U+FFFD in place of what was sent, and act on another name."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or scope.get("path", "").encode()
+            try:
+                unquote_to_bytes(raw).decode("utf-8")
+                unquote_to_bytes(scope.get("query_string", b"")).decode("utf-8")
+            except UnicodeDecodeError:
+                message = (
+                    "the request path or query is not valid UTF-8 once percent-decoded (a "
+                    "lone surrogate or a stray byte); fix the name's text"
+                )
+                await error_response("UserError", message, 400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

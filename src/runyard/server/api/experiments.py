@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ..._validation import check_name
 from ..auth import Principal, admin, contributor, reader
 from .schemas import Experiment, ExperimentIn, TagChanges, plain
 
@@ -41,11 +42,13 @@ def list_experiments(
 def get_experiment(
     experiment_id: str, request: Request, who: Annotated[Principal, Depends(reader)]
 ) -> Any:
+    check_name(experiment_id, "experiment id")
     return plain(request.app.state.store.get_experiment(experiment_id))
 
 
 @router.post("/experiments/{experiment_id}/archive", response_model=Experiment)
 def archive(experiment_id: str, request: Request, who: Annotated[Principal, Depends(admin)]) -> Any:
+    check_name(experiment_id, "experiment id")
     return plain(request.app.state.store.archive_experiment(experiment_id))
 
 
@@ -53,6 +56,7 @@ def archive(experiment_id: str, request: Request, who: Annotated[Principal, Depe
 def reactivate(
     experiment_id: str, request: Request, who: Annotated[Principal, Depends(admin)]
 ) -> Any:
+    check_name(experiment_id, "experiment id")
     return plain(request.app.state.store.reactivate_experiment(experiment_id))
 
 
@@ -64,6 +68,7 @@ def change_tags(
     who: Annotated[Principal, Depends(contributor)],
 ) -> Any:
     store = request.app.state.store
+    check_name(experiment_id, "experiment id")
     if body.set:
         store.set_experiment_tags(experiment_id, body.set)
     if body.remove:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Tags = dict[str, str | None]
+# what take_snapshot names a snapshot: never a path (the server opens snapshots by id)
+SnapshotId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
 class Strict(BaseModel):
@@ -55,7 +57,7 @@ class NewRunIn(Strict):
     properties: dict[str, str] = {}
     run_definition: dict[str, Any] | None = None
     name: str | None = None
-    snapshot_id: str | None = None
+    snapshot_id: SnapshotId | None = None
     heartbeat: bool = False
 
 
@@ -110,7 +112,7 @@ class RunUpdate(Strict):
 
     display_name: str | None = None
     description: str | None = None
-    snapshot_id: str | None = None
+    snapshot_id: SnapshotId | None = None
     run_definition: dict[str, Any] | None = None
     type: str | None = None
     error: dict[str, Any] | None = None
