@@ -10,7 +10,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -40,8 +40,9 @@ class ServerSettings:
     public_url: str | None = None
 
 
-class JSON(Response):
-    """JSON with non-finite floats tagged (see ``runyard.store._json``)."""
+class JSON(JSONResponse):
+    """JSON with non-finite floats tagged (see ``runyard.store._json``). A JSONResponse,
+    so that the OpenAPI schema describes each route's answer by its response model."""
 
     media_type = "application/json"
 
@@ -125,9 +126,28 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
             "InternalError", f"the server failed on this request ({type(exc).__name__})", 500
         )
 
+    _without_422(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Utf8Target)
     return app
+
+
+def _without_422(app: FastAPI) -> None:
+    """The OpenAPI schema without FastAPI's 422 answers: an invalid request is a 400 here
+    (documented with the other errors), never a 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
