@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.live_server import serve_workspace
 
 RUNYARD = os.path.join(os.path.dirname(sys.executable), "runyard")

@@ -75,7 +75,9 @@ def _run(
 ) -> list[str]:
     """Every operation of the schema, ``max_examples`` generated requests each; the
     failures found (one line each)."""
-    loaded = schemathesis.openapi.from_url(live.url + "/api/openapi.json")
+    loaded = schemathesis.openapi.from_url(
+        live.url + "/api/openapi.json", headers={"Authorization": f"Bearer {live.admin}"}
+    )
     headers = {"Authorization": f"Bearer {token}"} if token else None
     failures: list[str] = []
     for result in loaded.get_all_operations():
@@ -119,7 +121,7 @@ def test_without_a_token(live):
 def test_invalid_requests_are_400_and_the_schema_never_mentions_422(live):
     import httpx
 
-    schema = httpx.get(live.url + "/api/openapi.json").json()
+    schema = httpx.get(live.url + "/api/openapi.json", headers=_bearer(live.admin)).json()
     assert "422" not in json.dumps(schema["paths"]) and "HTTPValidationError" not in json.dumps(
         schema
     )
@@ -131,3 +133,14 @@ def test_invalid_requests_are_400_and_the_schema_never_mentions_422(live):
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "UserError"
     assert "limit" in answer.json()["error"]["message"]
+
+
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_the_schema_itself_needs_a_token(live):
+    import httpx
+
+    assert httpx.get(live.url + "/api/openapi.json").status_code == 401
+    assert httpx.get(live.url + "/api/openapi.json", headers=_bearer(live.admin)).is_success

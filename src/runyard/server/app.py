@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote_to_bytes
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import RunyardError, TooLarge
 from ..store import _json
+from .auth import Principal, reader
 
 if TYPE_CHECKING:
     from ..artifacts.base import ArtifactStore
@@ -66,8 +67,8 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
     app = FastAPI(
         title="runyard",
         version=__version__,
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        openapi_url=None,  # served below, to token holders only
+        docs_url=None,  # its page loads scripts from a CDN: not for an offline tool
         redoc_url=None,
         default_response_class=JSON,
     )
@@ -91,6 +92,11 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
     }
     for module in (experiments, runs, metrics, files, events, tokens):
         app.include_router(module.router, prefix="/api/v1", responses=errors)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(who: Annotated[Principal, Depends(reader)]) -> Response:
+        """The OpenAPI schema of this API (any valid token)."""
+        return JSON(app.openapi())
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict[str, str]:
