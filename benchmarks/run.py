@@ -22,6 +22,7 @@ import time
 import uuid
 
 import script_runs
+from pg_schema import drop_schema, new_schema
 from tabulate import tabulate
 
 import server
@@ -155,25 +156,11 @@ def measure(ws: Workspace) -> dict[str, float]:
 
 
 def postgres_workspace(folder: str) -> tuple[Workspace, str] | None:
-    try:
-        import psycopg
-
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+    made = new_schema(PG, "bench")
+    if made is None:
         return None
-    sep = "&" if "?" in PG else "?"
-    uri = f"{PG}{sep}options=-csearch_path%3D{schema}"
+    uri, schema = made
     return Workspace(uri, artifacts=os.path.join(folder, "pg-artifacts")), schema
-
-
-def drop_schema(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def machine() -> dict[str, str]:
@@ -208,7 +195,7 @@ def main() -> None:
                 results["postgresql"] = measure(ws)
             finally:
                 ws._store.close()
-                drop_schema(schema)
+                drop_schema(PG, schema)
         scripts = script_runs.measure(folder)
         served = server.measure(folder, PG if pg is not None else None)
     import_ms = import_cost()

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psutil
+from pg_schema import drop_schema, new_schema
 
 QUICK = "--quick" in sys.argv or os.environ.get("RUNYARD_BENCH_QUICK") == "1"
 POINTS = 100_000 if QUICK else 1_000_000
@@ -394,35 +395,14 @@ def measure(folder: str, pg: str | None) -> dict[str, dict[str, float]]:
     """The figures through a server over SQLite, and over PostgreSQL if ``pg`` answers."""
     results = {"sqlite": measure_one(os.path.join(folder, "server-ws"), folder)}
     if pg is not None:
-        schema_uri = _pg_schema(pg)
+        schema_uri = new_schema(pg, "bench_srv")
         if schema_uri is not None:
             uri, schema = schema_uri
             try:
                 results["postgresql"] = measure_one(uri, folder)
             finally:
-                _drop_schema(pg, schema)
+                drop_schema(pg, schema)
     return results
-
-
-def _pg_schema(pg: str) -> tuple[str, str] | None:
-    try:
-        import psycopg
-
-        schema = f"bench_srv_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(pg, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except Exception as exc:
-        print(f"PostgreSQL (server) skipped: {exc}", file=sys.stderr)
-        return None
-    sep = "&" if "?" in pg else "?"
-    return f"{pg}{sep}options=-csearch_path%3D{schema}", schema
-
-
-def _drop_schema(pg: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def rows(results: dict[str, dict[str, float]]) -> list[list[str]]:
