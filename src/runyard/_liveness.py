@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import _owners
+from .errors import Forbidden
 
 if TYPE_CHECKING:
     from .artifacts.base import ArtifactStore
@@ -70,6 +71,14 @@ def heartbeat_seconds() -> float:
     return _setting("RUNYARD_HEARTBEAT_SECONDS")
 
 
+def not_responding_seconds() -> float:
+    return _setting("RUNYARD_NOT_RESPONDING_SECONDS")
+
+
+def failed_seconds() -> float:
+    return _setting("RUNYARD_FAILED_SECONDS")
+
+
 def expire_silent_runs(
     store: Store, artifacts: ArtifactStore | None = None, run_id: str | None = None
 ) -> int:
@@ -80,8 +89,8 @@ def expire_silent_runs(
     sees a dead supervisor's run Failed within seconds; live supervisors beat and are not
     even looked at. Returns how many runs changed status.
     """
-    late_after = _setting("RUNYARD_NOT_RESPONDING_SECONDS")
-    fail_after = _setting("RUNYARD_FAILED_SECONDS")
+    late_after = not_responding_seconds()
+    fail_after = failed_seconds()
     check_after = min(late_after, CHECK_AFTER_BEATS * heartbeat_seconds())
     candidates = store.supervised_runs(check_after, include=run_id)
     changed = 0
@@ -92,7 +101,10 @@ def expire_silent_runs(
         if verdict is True:
             spare.append(run.id)
         elif verdict is False:
-            changed += fail_dead_supervisor(store, artifacts, run)
+            try:
+                changed += fail_dead_supervisor(store, artifacts, run)
+            except Forbidden:  # a server's reader or run token: others will fail it
+                pass
         elif run.silent_for >= late_after:
             late_elsewhere = True
     if late_elsewhere:

@@ -78,6 +78,19 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
+def still_allowed(request: Request) -> bool:
+    """Does the token of ``request`` still work (not revoked, not expired, its run's scope
+    alive)? For a long answer, such as an event stream, that outlives its token's checks.
+    """
+    if not request.app.state.settings.auth:
+        return True
+    try:
+        _check_token(request.app.state.store, _secret(request))
+    except Unauthenticated:
+        return False
+    return True
+
+
 def _check_token(store: Any, secret: str) -> Principal:
     record = store.find_token(secret)
     if record is None:

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 TAG = "$float"
+MAX_DEPTH = 200  # levels of objects and lists in one value
 _NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -45,12 +46,19 @@ def tag(value: Any) -> Any:
     return value
 
 
-def untag(value: Any) -> Any:
-    """The inverse of ``tag``: tagged floats back to floats, everything else as it was."""
+def untag(value: Any, _depth: int = 0) -> Any:
+    """The inverse of ``tag``: tagged floats back to floats, everything else as it was.
+
+    Objects and lists nested deeper than ``MAX_DEPTH`` are a UserError (not a crash of the
+    interpreter's recursion limit)."""
+    if isinstance(value, dict | list) and _depth >= MAX_DEPTH:
+        from ..errors import UserError
+
+        raise UserError(f"a JSON value is nested more than {MAX_DEPTH} levels deep; flatten it")
     if isinstance(value, dict):
         if len(value) == 1 and TAG in value and value[TAG] in _NAMES:
             return _NAMES[value[TAG]]
-        return {k: untag(v) for k, v in value.items()}
+        return {k: untag(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [untag(v) for v in value]
+        return [untag(v, _depth + 1) for v in value]
     return value

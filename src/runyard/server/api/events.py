@@ -23,12 +23,13 @@ from ..._events import follow
 from ..._validation import check_artifact_path, check_run_id
 from ...records import RunEvent
 from ...store import _json
-from ..auth import Principal, reader
+from ..auth import Principal, reader, still_allowed
 from .schemas import plain
 
 router = APIRouter(tags=["events"])
 POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 5.0
+AUTH_CHECK_SECONDS = 5.0  # an open stream's token is checked again this often
 _DONE = RunEvent("end")
 
 
@@ -64,9 +65,13 @@ async def run_events(
     assert isinstance(steps, Generator)
 
     async def stream() -> AsyncIterator[bytes]:
-        quiet_since = time.monotonic()
+        quiet_since = checked_at = time.monotonic()
         try:
             while True:
+                if time.monotonic() - checked_at > AUTH_CHECK_SECONDS:
+                    checked_at = time.monotonic()
+                    if not await run_in_threadpool(still_allowed, request):
+                        return  # revoked or expired meanwhile: the client's next try is a 401
                 event = await run_in_threadpool(next, steps, _DONE)
                 if event is _DONE:
                     yield b"event: end\ndata: {}\n\n"

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ... import _liveness
 from ..._validation import check_name, check_run_id
 from ...records import NewRun, RunQuery
 from ...store import _json
@@ -118,11 +119,17 @@ def supervised_runs(
 
 
 @router.post("/runs/expire-silent", response_model=Expired)
-def expire_silent_runs(body: ExpireIn, request: Request, who: Contributor) -> Any:
-    """Mark runs whose heartbeat stopped NotResponding, then Failed."""
-    count = request.app.state.store.expire_silent_runs(
-        body.not_responding_after, body.fail_after, spare=body.spare
-    )
+def expire_silent_runs(body: ExpireIn, request: Request, who: Reader) -> Any:
+    """Mark runs whose heartbeat stopped NotResponding, then Failed.
+
+    Every reader applies the liveness rule, so any token may ask. A caller that may not
+    change every run (a reader, a run's token) gets the server's own thresholds at the
+    least: it cannot fail runs beyond its reach by asking for tiny ones."""
+    late_after, fail_after = body.not_responding_after, body.fail_after
+    if who.scope_run_id is not None or not who.allows("contributor"):
+        late_after = max(late_after, _liveness.not_responding_seconds())
+        fail_after = max(fail_after, _liveness.failed_seconds())
+    count = request.app.state.store.expire_silent_runs(late_after, fail_after, spare=body.spare)
     return {"expired": count}
 
 

@@ -103,7 +103,7 @@ class RunQueryIn(Strict):
 
 class SearchIn(Strict):
     query: RunQueryIn = RunQueryIn()
-    after: tuple[float, int] | None = None
+    after: tuple[float, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] | None = None
     limit: int = Field(500, ge=1, le=5000)
 
 

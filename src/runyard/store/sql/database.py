@@ -279,7 +279,7 @@ class SqliteDatabase(Database):
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise self._storage_error(exc) or StoreError(
-                f"cannot open the runyard database {self.path}: {exc}"
+                f"cannot open the runyard database {self.where}: {exc}"
             ) from exc
         return conn
 
@@ -289,18 +289,18 @@ class SqliteDatabase(Database):
         text = str(exc).lower()
         if "full" in text:
             return StoreError(
-                f"the disk holding {self.path} is full ({exc}); nothing of this write was "
+                f"the disk holding {self.where} is full ({exc}); nothing of this write was "
                 "stored: free some space and try again"
             )
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return StoreError(
-                f"{self.path} is not a usable runyard database ({exc}): it is corrupt or "
+                f"{self.where} is not a usable runyard database ({exc}): it is corrupt or "
                 "truncated. Restore it from a backup, or move it away to start an empty "
                 "workspace there"
             )
         if "unable to open" in text or "readonly" in text or "read-only" in text:
             return StoreError(
-                f"cannot write the runyard database {self.path} ({exc}): check that its "
+                f"cannot write the runyard database {self.where} ({exc}): check that its "
                 "folder exists and that you may write to it"
             )
         return None

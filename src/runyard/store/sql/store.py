@@ -118,8 +118,19 @@ class SqlStore(TokensMixin):
     def __init__(self, db: Database, uri: str) -> None:
         self.db = db
         self.uri = uri
-        self.label = _without_password(uri)  # how messages name the workspace
+        self._label = _without_password(uri)
         migrate(db)
+
+    @property
+    def label(self) -> str:
+        """How messages name the workspace. A server sets its public URL here, and the
+        database's own errors then name that too, never the path or URI behind it."""
+        return self._label
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self._label = value
+        self.db.where = value
 
     def close(self) -> None:
         self.db.close()
