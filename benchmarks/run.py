@@ -14,99 +14,20 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import script_runs
+from figures import POINTS, RUNS, create_runs, log_points, query_runs
 from pg_schema import drop_schema, new_schema
 from tabulate import tabulate
 
 import server
-from runyard import Experiment, Workspace
-from runyard.records import NewRun
+from runyard import Workspace
 
-QUICK = "--quick" in sys.argv
-POINTS = 100_000 if QUICK else 1_000_000
-RUNS = 2_000 if QUICK else 20_000
 PG = os.environ.get("RUNYARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def log_points(ws: Workspace) -> tuple[float, float, float]:
-    run = Experiment(ws, "bench-log").start_logging(snapshot_directory=None, outputs=False)
-    log = run.log
-    start = time.perf_counter()
-    for i in range(POINTS):
-        log("loss", i * 0.001, step=i)
-    run.flush()
-    rate = POINTS / (time.perf_counter() - start)
-    reads, values = [], []
-    for _ in range(5):
-        start = time.perf_counter()
-        history = run.get_metric_history("loss")
-        reads.append(time.perf_counter() - start)
-        assert len(history.values) == POINTS
-        start = time.perf_counter()
-        metrics = run.get_metrics(name="loss")
-        values.append(time.perf_counter() - start)
-        assert len(metrics["loss"]) == POINTS
-        del history, metrics
-    run.complete()
-    return rate, statistics.median(reads), statistics.median(values)
-
-
-def create_runs(ws: Workspace) -> tuple[float, float]:
-    exp = Experiment(ws, "bench-create")
-    exp.start_logging(snapshot_directory=None, outputs=False).complete()  # warm up
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        run = exp.start_logging(snapshot_directory=None, outputs=False)
-        times.append(time.perf_counter() - start)
-        run.complete()
-    parent = exp.start_logging(snapshot_directory=None, outputs=False)
-    children = []
-    for _ in range(20):
-        start = time.perf_counter()
-        made = parent.create_children(100)
-        children.append(time.perf_counter() - start)
-        for child in made:
-            child.complete()
-    parent.complete()
-    return statistics.median(times) * 1000, statistics.median(children) * 1000
-
-
-def query_runs(ws: Workspace) -> tuple[float, int]:
-    exp = Experiment(ws, "bench-query")
-    store = ws._store
-    batch = 1000
-    for first in range(0, RUNS, batch):
-        store.create_runs(
-            exp.id,
-            [
-                NewRun(
-                    id=str(uuid.uuid4()),
-                    tags={"group": str(i % 5), "note": None},
-                    properties={"owner": f"user{i % 2}"},
-                )
-                for i in range(first, first + batch)
-            ],
-        )
-    if "://" in ws.uri:
-        # PostgreSQL plans from table statistics; autovacuum gathers them within a minute
-        # of a bulk load. Gather them now rather than wait (docs/benchmarks.md has the
-        # figure for a freshly loaded, never analysed table).
-        ws._store.db.write(lambda cur: cur.execute("ANALYZE"))
-    found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000, len(found)
 
 
 def best_of(argv: list[str], times: int = 10) -> float:
@@ -140,10 +61,19 @@ def import_cost() -> float:
     return (best("import runyard") - best("pass")) * 1000
 
 
+def _analyze(ws: Workspace) -> None:
+    ws._store.db.write(lambda cur: cur.execute("ANALYZE"))  # type: ignore[attr-defined]
+
+
 def measure(ws: Workspace) -> dict[str, float]:
     rate, read, values = log_points(ws)
-    create_ms, children_ms = create_runs(ws)
-    query_ms, matched = query_runs(ws)
+    create_ms, _, children_ms = create_runs(ws)
+    analyze = (
+        (lambda: ws._store.db.write(lambda cur: cur.execute("ANALYZE")))
+        if "://" in ws.uri
+        else None
+    )
+    query_ms, matched = query_runs(ws, analyze)
     return {
         "log_points_per_s": round(rate),
         "read_series_s": round(read, 4),

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,11 +25,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import psutil
+from figures import create_runs, log_points, query_runs
 from pg_schema import drop_schema, new_schema
 
 QUICK = "--quick" in sys.argv or os.environ.get("RUNYARD_BENCH_QUICK") == "1"
-POINTS = 100_000 if QUICK else 1_000_000
-RUNS = 2_000 if QUICK else 20_000
 LOGGERS = 8
 LOGGER_POINTS = 25_000 if QUICK else 250_000
 MIXED_CLIENTS = 20
@@ -166,80 +164,12 @@ def serving(uri: str, folder: str) -> Iterator[tuple[Server, str]]:
 # ----------------------------------------------------------------------------- figures
 
 
-def log_points(ws: Any) -> tuple[float, float, str]:
-    from runyard import Experiment
+def _analyze(db_uri: str) -> Callable[[], None] | None:
+    """PostgreSQL's table statistics, gathered on the database itself (as run.py does)."""
+    if "://" not in db_uri:
+        return None
 
-    run = Experiment(ws, "bench-log").start_logging(snapshot_directory=None, outputs=False)
-    log = run.log
-    start = time.perf_counter()
-    for i in range(POINTS):
-        log("loss", i * 0.001, step=i)
-    run.flush()
-    rate = POINTS / (time.perf_counter() - start)
-    reads = []
-    for _ in range(5):
-        start = time.perf_counter()
-        history = run.get_metric_history("loss")
-        reads.append(time.perf_counter() - start)
-        assert len(history.values) == POINTS
-        del history
-    run.complete()
-    return rate, statistics.median(reads), run.id
-
-
-def create_runs(ws: Any) -> tuple[float, float, float]:
-    from runyard import Experiment
-    from runyard.records import NewRun
-
-    exp = Experiment(ws, "bench-create")
-    exp.start_logging(snapshot_directory=None, outputs=False).complete()  # warm up
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        run = exp.start_logging(snapshot_directory=None, outputs=False)
-        times.append(time.perf_counter() - start)
-        run.complete()
-    store_times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        ws._store.create_runs(exp.id, [NewRun(id=str(uuid.uuid4()))])
-        store_times.append(time.perf_counter() - start)
-    parent = exp.start_logging(snapshot_directory=None, outputs=False)
-    children = []
-    for _ in range(20):
-        start = time.perf_counter()
-        made = parent.create_children(100)
-        children.append(time.perf_counter() - start)
-        for child in made:
-            child.complete()
-    parent.complete()
-    ms = 1000
-    return (
-        statistics.median(times) * ms,
-        statistics.median(store_times) * ms,
-        statistics.median(children) * ms,
-    )
-
-
-def query_runs(ws: Any, db_uri: str) -> tuple[float, int]:
-    from runyard import Experiment
-    from runyard.records import NewRun
-
-    exp = Experiment(ws, "bench-query")
-    batch = 1000
-    for first in range(0, RUNS, batch):
-        ws._store.create_runs(
-            exp.id,
-            [
-                NewRun(
-                    id=str(uuid.uuid4()),
-                    tags={"group": str(i % 5), "note": None},
-                    properties={"owner": f"user{i % 2}"},
-                )
-                for i in range(first, first + batch)
-            ],
-        )
-    if "://" in db_uri:  # as benchmarks/run.py does: statistics now, not in a minute
+    def analyze() -> None:
         from runyard.store import open_workspace
 
         opened = open_workspace(db_uri, os.path.abspath("analyze-artifacts"))
@@ -247,13 +177,8 @@ def query_runs(ws: Any, db_uri: str) -> tuple[float, int]:
             opened.store.db.write(lambda cur: cur.execute("ANALYZE"))
         finally:
             opened.store.close()
-    found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        found = list(exp.get_runs(tags={"group": "3"}, properties={"owner": "user1"}))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000, len(found)
+
+    return analyze
 
 
 def clients(argv_of: Callable[[int], list[str]], count: int, env: dict[str, str]) -> list[Any]:
@@ -358,7 +283,7 @@ def measure_one(uri: str, folder: str) -> dict[str, float]:
             with _phase("create"):
                 create_ms, store_ms, children_ms = create_runs(ws)
             with _phase("query"):
-                query_ms, matched = query_runs(ws, uri)
+                query_ms, matched = query_runs(ws, _analyze(uri))
             with _phase("parallel"):
                 parallel_rate, stored = parallel_logging(ws, server.url, env)
             with _phase("mixed"):
