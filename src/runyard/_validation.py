@@ -161,3 +161,12 @@ def check_artifact_path(path: object) -> str:
                 f"each folder or file name may have at most {MAX_PATH_PART}: shorten it"
             )
     return normal
+
+
+def check_status(status: str | None) -> str | None:
+    """``status`` if it is one of the run statuses (or None); a UserError listing them."""
+    from .records import ALL_STATUSES
+
+    if status is not None and status not in ALL_STATUSES:
+        raise UserError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
+    return status

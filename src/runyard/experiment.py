@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _liveness
-from ._validation import check_experiment_name, check_key_and_value, check_name, check_text
+from ._validation import (
+    check_experiment_name,
+    check_key_and_value,
+    check_name,
+    check_status,
+    check_text,
+)
 from .errors import NotFound, UserError
-from .records import ALL_STATUSES, ExperimentRecord, RunQuery
+from .records import ExperimentRecord, RunQuery
 from .store.base import iter_runs
 
 if TYPE_CHECKING:
@@ -237,12 +243,6 @@ def missing_experiment(workspace: Workspace, name: str, shown: int = 20) -> NotF
         else ""
     )
     return NotFound(f"no experiment named {name!r}: {there}{hint}")
-
-
-def check_status(status: str | None) -> str | None:
-    if status is not None and status not in ALL_STATUSES:
-        raise UserError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
-    return status
 
 
 def filter_dict(value: str | dict[str, Any] | None, what: str) -> dict[str, str | None]:

@@ -16,9 +16,9 @@ from . import _liveness, _process
 from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
-from ._validation import check_key_and_value, check_name, check_run_id, check_text
+from ._validation import check_key_and_value, check_name, check_run_id, check_status, check_text
 from .errors import Conflict, RunEnvironmentError, RunyardError, UserError
-from .experiment import check_status, clean_tags, filter_dict
+from .experiment import clean_tags, filter_dict
 from .records import TERMINAL_STATUSES, NewRun, RunQuery, RunRecord
 from .store.base import iter_runs
 

@@ -17,7 +17,7 @@ import pytest
 from tests.live_server import serve_workspace
 
 from runyard import Experiment, Workspace
-from runyard.records import NewRun
+from runyard.records import NewRun, RunQuery
 from runyard.server.api import events
 
 
@@ -162,3 +162,53 @@ def test_database_errors_name_the_public_url_not_the_database(served):
         database.read("SELECT * FROM no_such_table")
     assert served.root not in str(caught.value)
     assert "https://runyard.example" in str(caught.value)
+
+
+def test_a_reader_opens_an_existing_experiment_but_cannot_make_one(served, monkeypatch):
+    monkeypatch.setenv("RUNYARD_TOKEN", served.secrets["reader"])
+    ws = Workspace(served.url)
+    assert Experiment(ws, "attacks").id == served.eid  # was: Forbidden (get-or-create)
+    from runyard.errors import Forbidden
+
+    with pytest.raises(Forbidden, match="needs contributor"):
+        Experiment(ws, "brand-new")
+    assert served.store.find_experiment("brand-new") is None
+
+
+def test_a_run_token_makes_descendants_but_nothing_outside_its_tree(served):
+    served.store.create_runs(served.eid, [NewRun(id="mine")])
+    token = served.run_token("mine")
+    path = f"/api/v1/experiments/{served.eid}/runs"
+    for kid, parent in (("kid", "mine"), ("grandkid", "kid")):
+        answer = served.call("POST", path, token, json={"runs": [{"id": kid, "parent_id": parent}]})
+        assert answer.status_code == 200, answer.text
+    assert served.store.get_run("grandkid").root_id == "mine"
+    for runs in (
+        [{"id": "top"}],  # a top-level run
+        [{"id": "a", "parent_id": "b"}, {"id": "b", "parent_id": "a"}],  # a loop
+        [{"id": "c", "parent_id": "d"}, {"id": "d"}],  # a new top-level run as its parent
+    ):
+        answer = served.call("POST", path, token, json={"runs": runs})
+        assert answer.status_code in (403, 404), answer.text
+    assert [r.id for r in served.store.search_runs(RunQuery(top_level_only=True))] == ["mine"]
+    assert len(served.store.search_runs(RunQuery())) == 3
+
+
+@pytest.mark.parametrize("where", ["create", "status", "heartbeat", "only_from"])
+def test_a_status_that_is_not_one_is_refused(served, where):
+    """A run in a made-up status never ends: every wait for it would hang."""
+    served.store.create_runs(served.eid, [NewRun(id="victim")])
+    admin = served.secrets["admin"]
+    calls = {
+        "create": ("POST", f"/api/v1/experiments/{served.eid}/runs",
+                   {"runs": [{"id": "other", "status": "Pwned"}]}),
+        "status": ("POST", "/api/v1/runs/victim/status", {"status": "Pwned"}),
+        "heartbeat": ("POST", "/api/v1/runs/victim/heartbeat", {"status": "Pwned"}),
+        "only_from": ("POST", "/api/v1/runs/victim/status",
+                      {"status": "Completed", "only_from": ["Pwned"]}),
+    }  # fmt: skip
+    method, path, body = calls[where]
+    answer = served.call(method, path, admin, json=body)
+    assert answer.status_code == 400 and "unknown status 'Pwned'" in answer.text
+    assert served.store.get_run("victim").status == "Running"
+    assert [r.id for r in served.store.search_runs(RunQuery())] == ["victim"]

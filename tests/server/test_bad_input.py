@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from tests.live_server import serve_workspace
 
 from runyard.records import NewRun, RunQuery, SeriesAppend
 from runyard.store import wire
+from tests.live_server import serve_workspace
 
 LIMIT_JSON = 4096
 LIMIT_BATCH = 8192

@@ -49,7 +49,7 @@ def serve_command(
     """
     from ..server.app import ServerSettings
     from ..server.serving import serve
-    from ..workspace import Workspace, _find_config
+    from ..workspace import Workspace
     from ._common import state
 
     top = click.get_current_context().find_root().params
@@ -57,8 +57,7 @@ def serve_command(
     uri = workspace_uri or top.get("workspace_uri")
     artifacts = artifacts or top.get("artifacts")
     if uri is None:  # the project's workspace, as every command finds it
-        config_path, config = _find_config(".", required=True)
-        ws = Workspace.from_config(config_path, _create=False, _artifacts=artifacts)
+        ws = Workspace.from_config(".", _create=False, _artifacts=artifacts)
         uri, artifacts = ws.uri, ws.artifacts_root
         ws._store.close()
     settings = ServerSettings(

@@ -61,7 +61,7 @@ def _seekable(stream: BinaryIO) -> BinaryIO:
     download from a server): a zip is read from its end."""
     if stream.seekable():
         return stream
-    copy = tempfile.TemporaryFile()
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
     with stream:
         shutil.copyfileobj(stream, copy, 1 << 20)
     copy.seek(0)

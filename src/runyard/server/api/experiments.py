@@ -16,10 +16,17 @@ ViewType = Literal["ActiveOnly", "ArchivedOnly", "All"]
 
 @router.post("/experiments", response_model=Experiment)
 def get_or_create(
-    body: ExperimentIn, request: Request, who: Annotated[Principal, Depends(contributor)]
+    body: ExperimentIn, request: Request, who: Annotated[Principal, Depends(reader)]
 ) -> Any:
-    """The active experiment named ``name``, created if there is none."""
-    return plain(request.app.state.store.get_or_create_experiment(body.name))
+    """The active experiment named ``name``, created if there is none (creating needs
+    contributor; a reader gets one that exists, as ``Experiment(ws, name)`` asks)."""
+    store = request.app.state.store
+    if not who.allows("contributor"):
+        found = store.find_experiment(body.name)
+        if found is None:
+            contributor(request)  # the 403 that names the role needed
+        return plain(found)
+    return plain(store.get_or_create_experiment(body.name))
 
 
 @router.get("/experiments", response_model=list[Experiment])

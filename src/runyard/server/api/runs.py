@@ -44,7 +44,7 @@ def create_runs(experiment_id: str, body: NewRunsIn, request: Request, who: Cont
         if who.scope_run_id is not None:
             require_run(who, store, run.parent_id)
             if run.parent_id not in submitter:
-                submitter[run.parent_id] = _submitter_of(store, run.parent_id, body, who)
+                submitter[run.parent_id] = _submitter_of(store, run.parent_id, who)
             by = submitter[run.parent_id]
         else:
             by = who.name
@@ -54,13 +54,9 @@ def create_runs(experiment_id: str, body: NewRunsIn, request: Request, who: Cont
     return JSON([plain(r) for r in store.create_runs(experiment_id, new)])
 
 
-def _submitter_of(store: Any, parent_id: str | None, body: NewRunsIn, who: Principal) -> Any:
-    if parent_id is None:
-        return who.name
-    for run in body.runs:  # a parent created in the same call
-        if run.id == parent_id:
-            return _submitter_of(store, run.parent_id, body, who)
-    return store.get_run(parent_id).submitted_by
+def _submitter_of(store: Any, parent_id: str | None, who: Principal) -> Any:
+    """Who submitted ``parent_id`` (which exists: the store takes only existing parents)."""
+    return who.name if parent_id is None else store.get_run(parent_id).submitted_by
 
 
 @router.get("/runs/{run_id}", response_model=Run)

@@ -66,9 +66,7 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     base = count - n
     steps = series.steps
     filled: Sequence[int | None]
-    if isinstance(steps, range | array):  # packed: no None in it
-        filled = steps
-    elif None not in steps:
+    if isinstance(steps, range | array) or None not in steps:  # packed: no None in it
         filled = steps
     elif steps.count(None) == n:
         filled = range(base, base + n)

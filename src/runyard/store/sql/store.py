@@ -14,6 +14,7 @@ from ..._validation import (
     check_key_and_value,
     check_name,
     check_run_id,
+    check_status,
     check_text,
 )
 from ...errors import Conflict, NotFound, UserError
@@ -245,6 +246,7 @@ class SqlStore(TokensMixin):
     def create_runs(self, experiment_id: str, runs: Sequence[NewRun]) -> list[RunRecord]:
         for new in runs:  # ids become folder names: never '..', '/', NUL...
             check_run_id(new.id)
+            check_status(new.status)
             _check_texts(
                 "run", name=new.name, display_name=new.display_name, description=new.description
             )
@@ -462,6 +464,8 @@ class SqlStore(TokensMixin):
         only_from: Sequence[str] | None = None,
     ) -> RunRecord:
         """Move a run to ``status`` unless it is finished (or not in ``only_from``)."""
+        for one in (status, *(only_from or ())):
+            check_status(one)
         now = time.time()
         terminal = status in TERMINAL_STATUSES
         guard = ""
@@ -507,6 +511,7 @@ class SqlStore(TokensMixin):
 
         ``supervisor`` records which process supervises the run (see ``_owners``).
         """
+        check_status(status)
         sets = [f"heartbeat_at = {self._db_now()}"]
         params: list[Any] = []
         if status is not None:
