@@ -401,3 +401,43 @@ def test_create_runs_refuses_a_missing_experiment_and_a_taken_id_changing_nothin
     (c,) = _runs(store, exp, {"id": "c"})
     assert c.number == 2  # the refused batch took no numbers
     assert [r.id for r in store.search_runs(RunQuery(experiment_id=exp.id))] == ["c", "a"]
+
+
+def test_a_batch_with_a_known_idempotency_key_is_stored_once(store):
+    exp = _exp(store)
+    _runs(store, exp, {"id": "r"}, {"id": "s"})
+    batch = [_append("m", [1.0, 2.0])]
+    assert store.log_batch("r", batch, key="k-1") is True
+    assert store.log_batch("r", batch, key="k-1") is False  # sent again: skipped
+    assert store.log_batch("s", batch, key="k-1") is False  # a key is one batch's only
+    assert store.log_batch("r", batch, key="k-2") is True
+    assert store.log_batch("r", batch) is True  # no key: always stored
+    assert [s.count for s in store.list_series(["r", "s"])] == [6]
+    with pytest.raises(UserError, match="batch key"):
+        store.log_batch("r", batch, key="x" * 201)
+
+
+def test_racing_writers_of_one_key_store_it_once(ws_uri):
+    """Two connections (two server workers) sending one batch at once: one stores it."""
+    import threading
+
+    uri, _ = ws_uri
+    first, second = open_store(uri), open_store(uri)
+    exp = first.get_or_create_experiment("race")
+    first.create_runs(exp.id, [NewRun(id="r")])
+    results = []
+    barrier = threading.Barrier(2)
+
+    def send(store):
+        barrier.wait()
+        results.append(store.log_batch("r", [_append("m", [1.0] * 1000)], key="same"))
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    assert first.list_series(["r"])[0].count == 1000
+    first.close()
+    second.close()

@@ -199,22 +199,24 @@ class RestStore:
         if not series:
             return False
         payload = wire.encode_batch(series)
-        if key is not None:
-            self._send_batch(run_id, key, payload)
-            return True
+        if key is not None:  # the caller keeps the batch: sent now, or raised
+            return self._send_batch(run_id, key, payload)
         self._get_outbox().put(run_id, payload)
         return True
 
     def _send_batch(
         self, run_id: str, key: str, payload: bytes, retry_seconds: float | None = None
-    ) -> None:
-        self._http.request(
+    ) -> bool:
+        """Send one batch; whether the server stored it (False: it had its key already)."""
+        response = self._http.request(
             "POST",
             f"{API}/runs/{_q(run_id)}/metrics",
             content=payload,
             headers={"Content-Type": wire.BATCH_TYPE, "Idempotency-Key": key},
             retry_seconds=retry_seconds,
         )
+        stored: bool = _json.loads(response.content)["stored"]
+        return stored
 
     def _get_outbox(self) -> Any:
         if self._outbox is None:

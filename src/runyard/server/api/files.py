@@ -13,6 +13,7 @@ the body arrived whole and its digest matched.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
@@ -274,6 +275,27 @@ _LOCKS: weakref.WeakValueDictionary[tuple[int, str, str], Any] = weakref.WeakVal
 _LOCKS_GUARD = threading.Lock()
 
 
+def _append_at(artifacts: Any, run_id: str, name: str, offset: int, body: bytes) -> int:
+    """Append what of ``body`` (meant for ``offset``) the log does not have yet; its size.
+
+    The file is locked while its end is read and written, so the worker processes of one
+    server (``--workers``) take turns too: a retried append is never written twice.
+    """
+    with artifacts.open_append(run_id, name) as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        size = os.fstat(fh.fileno()).st_size
+        if size < offset:
+            raise Conflict(
+                f"log {name!r} of run {run_id} ends at byte {size} on the server, not "
+                f"at {offset}: resend from byte {size}"
+            )
+        new = body[size - offset :]
+        if new:
+            fh.write(new)
+            fh.flush()
+        return size + len(new)
+
+
 def _log_lock(artifacts: Any, run_id: str, name: str) -> Any:
     """One lock per log of this server: appends to it take turns."""
     key = (id(artifacts), run_id, name)
@@ -345,22 +367,13 @@ async def append_log(
                     f"{name!r} of run {run_id} is a regular file, written once: it is not a "
                     "log that grows"
                 )
-        with _log_lock(artifacts, run_id, name):
+        with _log_lock(artifacts, run_id, name):  # the threads of this process take turns
             size = _log_size(artifacts, run_id, name)
             if offset >= 0:
-                if size < offset:
-                    raise Conflict(
-                        f"log {name!r} of run {run_id} ends at byte {size} on the server, not "
-                        f"at {offset}: resend from byte {size}"
-                    )
-                new = body[size - offset :]
-                if new:
-                    try:
-                        with artifacts.open_append(run_id, name) as fh:
-                            fh.write(new)
-                    except OSError as exc:
-                        raise _os_error(exc, f"cannot append to {name!r} of run {run_id}") from exc
-                    size += len(new)
+                try:
+                    size = _append_at(artifacts, run_id, name, offset, body)
+                except OSError as exc:
+                    raise _os_error(exc, f"cannot append to {name!r} of run {run_id}") from exc
             if final:
                 _record_log(store, artifacts, run_id, name)
             return size

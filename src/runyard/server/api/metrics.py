@@ -29,7 +29,7 @@ async def log_batch(
     run_id: str,
     request: Request,
     who: Annotated[Principal, Depends(contributor)],
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,  # checked by the store
 ) -> Any:
     """Append a metric batch (``application/vnd.runyard.batch``) in one transaction.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +49,7 @@ _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "t
 
 
 _MAX_NAMED_MATCHES = 50_000
+BATCH_KEY_DAYS = 30  # how long a metric batch's idempotency key is remembered
 _COMPOUND_TERMS = 250
 
 
@@ -667,12 +669,20 @@ class SqlStore(TokensMixin):
             self._require_run(cur, run_id)
             if key is not None:
                 check_text(key, "batch key", 200)
-                if cur.execute("SELECT 1 FROM batch_keys WHERE key = ?", (key,)):
+                now = time.time()
+                # two requests with one key at once: the second waits for the first's
+                # commit, then finds the key taken
+                if not cur.execute(
+                    "INSERT INTO batch_keys (key, run_id, stored_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key",
+                    (key, run_id, now),
+                ):
                     return False
-                cur.execute(
-                    "INSERT INTO batch_keys (key, run_id, stored_at) VALUES (?, ?, ?)",
-                    (key, run_id, time.time()),
-                )
+                if random.random() < 0.001:  # now and then, forget keys of long ago
+                    cur.execute(
+                        "DELETE FROM batch_keys WHERE stored_at < ?",
+                        (now - BATCH_KEY_DAYS * 86400,),
+                    )
             for one in series:
                 metrics.append_series(cur, run_id, one)
             return True
