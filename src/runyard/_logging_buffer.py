@@ -132,10 +132,9 @@ class MetricBuffer:
     def _persist(self, explicit: bool) -> None:
         """On an explicit flush, make what a remote store holds for later durable (its
         spool, fsynced): everything logged before ``flush()`` returns survives a SIGKILL."""
-        persist = getattr(self.store, "persist", None)
-        if explicit and persist is not None:
+        if explicit:
             try:
-                persist()
+                self.store.persist()
             except RunyardError as exc:
                 self._note(exc)
 
@@ -180,9 +179,8 @@ def _stored_kinds(store: Store, run_id: str) -> dict[str, str]:
     """The kinds of the series stored for ``run_id``. ``run.log`` never waits for a server
     that cannot be reached: the server checks each batch's kinds when it arrives, and a
     refusal is reported by a later flush."""
-    lookup = getattr(store, "list_series_now", store.list_series)
     try:
-        return {s.name: s.kind for s in lookup([run_id])}
+        return {s.name: s.kind for s in store.list_series_now([run_id])}
     except ServerUnreachable:
         return {}
 

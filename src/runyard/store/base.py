@@ -83,6 +83,16 @@ class Store(Protocol):
         ...
 
     def list_series(self, run_ids: Sequence[str]) -> list[SeriesSummary]: ...
+    def list_series_now(self, run_ids: Sequence[str]) -> list[SeriesSummary]:
+        """``list_series`` without waiting for a network (``run.log`` asks it): a server's
+        store gives up at once with ServerUnreachable."""
+        ...
+
+    def persist(self) -> None:
+        """Make durable what is accepted but not yet stored (a server's spooled batches);
+        nothing to do for a database, whose writes are durable when they return."""
+        ...
+
     def get_history(self, run_id: str, name: str) -> MetricHistory: ...
     def get_histories(
         self, run_ids: Sequence[str], name: str | None = None, values_only: bool = False
