@@ -16,6 +16,8 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ._terminal import say
+
 if TYPE_CHECKING:
     from .run import Run
 
@@ -142,7 +144,7 @@ class _LogSink:
             try:
                 log.close()
             except (OSError, ValueError) as exc:
-                _say(f"runyard: could not finish the run's log: {exc}")
+                say(f"runyard: could not finish the run's log: {exc}")
 
     def _give_up(self, exc: BaseException) -> None:
         log, self._log = self._log, None
@@ -152,16 +154,7 @@ class _LogSink:
             log.close()
         except (OSError, ValueError):
             pass
-        _say(f"runyard: output is no longer copied into the run's log: {exc}")
-
-
-def _say(text: str) -> None:
-    stream = sys.__stderr__
-    if stream is not None:
-        try:
-            print(text, file=stream, flush=True)
-        except (OSError, ValueError):
-            pass
+        say(f"runyard: output is no longer copied into the run's log: {exc}")
 
 
 class _SameDevice:

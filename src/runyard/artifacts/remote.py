@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import re
-import sys
 import threading
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from .. import _owners
+from .._terminal import say
 from ..errors import Conflict, RunyardError, ServerUnreachable, StoreError
 from ..store._http import API, HttpClient
 from .local import copy_to_file
@@ -218,16 +218,6 @@ class _Download(io.RawIOBase):
 _SIZE = re.compile(r"ends at byte (\d+)")
 
 
-def _say(text: str) -> None:
-    """Tell the person at the terminal (never the captured streams: they feed the log)."""
-    stream = sys.__stderr__
-    if stream is not None:
-        try:
-            print(text, file=stream, flush=True)
-        except (OSError, ValueError):
-            pass
-
-
 class RemoteLog(io.BufferedIOBase):
     """A log on the server that grows as the run writes: ``write`` only buffers; a
     background sender appends the buffer at least every ``FLUSH_SECONDS`` or
@@ -366,7 +356,7 @@ class RemoteLog(io.BufferedIOBase):
         with self._cond:
             self._refused = str(exc)
             self._buffer.clear()
-        _say(f"runyard: output is no longer copied into the run's log {self._url}: {exc}")
+        say(f"runyard: output is no longer copied into the run's log {self._url}: {exc}")
         return True
 
     def close(self) -> None:
@@ -391,9 +381,9 @@ class RemoteLog(io.BufferedIOBase):
                 offset = -1 if left or self._offset is None else self._offset
                 self._post(offset, b"", final=True, wait=self._http.retry_seconds)
             except RunyardError as exc:
-                _say(f"runyard: the run's log {self._url} could not be recorded: {exc}")
+                say(f"runyard: the run's log {self._url} could not be recorded: {exc}")
             if left:
-                _say(f"runyard: {left} bytes of the run's log {self._url} did not reach the server")
+                say(f"runyard: {left} bytes of the run's log {self._url} did not reach the server")
         super().close()
 
 

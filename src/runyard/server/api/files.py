@@ -235,13 +235,8 @@ async def upload_file(
     store, artifacts = _state(request)
 
     def check() -> None:  # before the body travels: a taken name is refused at once
-        require_run(who, store, run_id)
-        store.get_run(run_id)
-        try:
-            found = store.get_artifact(run_id, name)
-        except NotFound:
-            return
-        if not (streaming and found.streaming):
+        found = _writable(who, store, run_id, name)
+        if found is not None and not (streaming and found.streaming):
             raise Conflict(
                 f"artifact {name!r} already exists in run {run_id}; artifacts are write-once: "
                 "upload under another name"
@@ -273,6 +268,18 @@ _NO_SOURCE: Any = _NoSource()
 
 _LOCKS: weakref.WeakValueDictionary[tuple[int, str, str], Any] = weakref.WeakValueDictionary()
 _LOCKS_GUARD = threading.Lock()
+
+
+def _writable(who: Principal, store: Any, run_id: str, name: str) -> ArtifactRecord | None:
+    """Check that ``who`` may write files of ``run_id``, which exists; the record stored
+    under ``name`` already, if any."""
+    require_run(who, store, run_id)
+    store.get_run(run_id)
+    try:
+        found: ArtifactRecord = store.get_artifact(run_id, name)
+    except NotFound:
+        return None
+    return found
 
 
 def _append_at(artifacts: Any, run_id: str, name: str, offset: int, body: bytes) -> int:
@@ -355,18 +362,12 @@ async def append_log(
     store, artifacts = _state(request)
 
     def append() -> int:
-        require_run(who, store, run_id)
-        store.get_run(run_id)
-        try:
-            found = store.get_artifact(run_id, name)
-        except NotFound:
-            pass
-        else:
-            if not found.streaming:
-                raise Conflict(
-                    f"{name!r} of run {run_id} is a regular file, written once: it is not a "
-                    "log that grows"
-                )
+        found = _writable(who, store, run_id, name)
+        if found is not None and not found.streaming:
+            raise Conflict(
+                f"{name!r} of run {run_id} is a regular file, written once: it is not a "
+                "log that grows"
+            )
         with _log_lock(artifacts, run_id, name):  # the threads of this process take turns
             size = _log_size(artifacts, run_id, name)
             if offset >= 0:
