@@ -304,12 +304,17 @@ def submitted_run(server: ServeProcess, token: str) -> str:
         store.close()
 
 
-def check_trainer_series(store, run_id: str, points: int) -> None:
-    loss = store.get_history(run_id, "loss")
-    assert list(loss.steps) == list(range(points))
-    assert list(loss.values) == [i * 0.5 for i in range(points)]
-    chunk = store.get_history(run_id, "chunk")
-    assert list(chunk.values) == [v for i in range(0, points, 1000) for v in (i, i + 0.25)]
+def check_trainer_series(ws_dir: str, run_id: str, points: int) -> None:
+    """The trainer's series, read from the workspace itself: every point once, in order."""
+    store = open_store(ws_dir)
+    try:
+        loss = store.get_history(run_id, "loss")
+        assert list(loss.steps) == list(range(points))
+        assert list(loss.values) == [i * 0.5 for i in range(points)]
+        chunk = store.get_history(run_id, "chunk")
+        assert list(chunk.values) == [v for i in range(0, points, 1000) for v in (i, i + 0.25)]
+    finally:
+        store.close()
 
 
 def test_training_starts_while_the_server_is_down_and_catches_up(tmp_path):
@@ -344,11 +349,7 @@ def test_training_starts_while_the_server_is_down_and_catches_up(tmp_path):
         assert err.strip() == "", err
         assert not list((tmp_path / "spool").rglob("*.spool"))
         server.stop()
-        store = open_store(ws_dir)
-        try:
-            check_trainer_series(store, run_id, points)
-        finally:
-            store.close()
+        check_trainer_series(ws_dir, run_id, points)
     finally:
         if trainer is not None and trainer.poll() is None:
             trainer.kill()
@@ -388,11 +389,7 @@ def test_process_ends_while_the_server_is_down_then_runyard_sync(tmp_path):
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["batches"] == 0  # nothing sent twice
         server.stop()
-        store = open_store(ws_dir)
-        try:
-            check_trainer_series(store, run_id, points)
-        finally:
-            store.close()
+        check_trainer_series(ws_dir, run_id, points)
     finally:
         if trainer is not None and trainer.poll() is None:
             trainer.kill()
