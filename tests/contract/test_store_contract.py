@@ -384,6 +384,10 @@ def test_tag_and_property_filters_page_through_every_match_once(store, monkeypat
     top = ids(tags={"g": "1"}, top_level_only=True)
     assert top == [*expected(lambda s: s["tags"]["g"] == "1" and not s["parent_id"]), "parent"]
     assert ids(tags={"g": "9"}) == []
+    children = ids(tags={"g": "0"}, parent_id="parent")
+    assert children == expected(lambda s: s["tags"]["g"] == "0" and s["parent_id"])
+    store.set_status("r001", "Completed")
+    assert ids(tags={"g": "1"}, status="Completed") == ["r001"]
     under = [
         r.id for r in iter_runs(store, RunQuery(root_id="parent", tags={"flag": None}), page=2)
     ]

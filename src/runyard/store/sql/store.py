@@ -67,6 +67,24 @@ def _filter_selects(query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
     return selects
 
 
+def _column_filters(query: RunQuery) -> tuple[list[str], list[Any]]:
+    """The conditions of ``query`` on columns of ``runs r`` and their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("r.experiment_id", query.experiment_id),
+        ("r.parent_id", query.parent_id),
+        ("r.type", query.type),
+        ("r.status", query.status),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.top_level_only:
+        where.append("r.parent_id IS NULL")
+    return where, params
+
+
 def _intersect(selects: list[str]) -> str:
     """``INTERSECT`` of ``selects`` (of ``run_id``), nested in groups: SQLite refuses a
     compound SELECT of more than 500 terms (a filter of many tags)."""
@@ -402,21 +420,13 @@ class SqlStore(TokensMixin):
             # key and sort only them, whatever their statistics say
             where.append(self.db.in_list("r.id"))
             params.append(self.db.list_param(matched))
-        for column, value in (
-            ("r.experiment_id", query.experiment_id),
-            ("r.parent_id", query.parent_id),
-            ("r.type", query.type),
-            ("r.status", query.status),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.top_level_only:
-            where.append("r.parent_id IS NULL")
-        if matched is None:
-            for select, values in _filter_selects(query):
+        else:
+            columns, values = _column_filters(query)
+            where += columns
+            params += values
+            for select, pair in _filter_selects(query):
                 where.append(f"r.id IN ({select})")
-                params.extend(values)
+                params.extend(pair)
         if after is not None:
             where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
             params.extend((after[0], after[0], after[1]))
@@ -428,14 +438,24 @@ class SqlStore(TokensMixin):
         return self._hydrate(self.db.read(sql, params))
 
     def _matching_ids(self, query: RunQuery) -> list[str] | None:
-        """Ids of the runs whose tags and properties match, if there are filters and the
-        matches are at most ``_MAX_NAMED_MATCHES`` (found through the (key, value, run_id)
-        indexes); None otherwise, and the query walks the runs instead."""
+        """Ids of the runs whose tags and properties match (and whose experiment, parent,
+        type and status do), if there are tag or property filters and the matches are at
+        most ``_MAX_NAMED_MATCHES`` (found through the (key, value, run_id) indexes, then
+        each run by its primary key); None otherwise, and the query walks the runs instead."""
         selects = _filter_selects(query)
         if not selects:
             return None
         sql = _intersect([select for select, _ in selects])
-        params = [value for _, values in selects for value in values]
+        params: list[Any] = [value for _, values in selects for value in values]
+        columns, values = _column_filters(query)
+        if columns:
+            # CROSS JOIN: SQLite then looks each match up by id rather than walking the
+            # runs of an experiment (PostgreSQL plans a CROSS JOIN like any other join)
+            sql = (
+                f"SELECT m.run_id FROM ({sql}) m CROSS JOIN runs r "
+                f"WHERE r.id = m.run_id AND {' AND '.join(columns)}"
+            )
+            params += values
         rows = self.db.read(f"{sql} LIMIT {_MAX_NAMED_MATCHES + 1}", params)
         return None if len(rows) > _MAX_NAMED_MATCHES else [r[0] for r in rows]
 
