@@ -74,6 +74,7 @@ class RunRecord:
     submitted_by: str | None
     tags: dict[str, str | None]
     properties: dict[str, str]
+    deleted: float | None = None  # when it was deleted (MLflow's soft delete); None: it is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,45 @@ class RunQuery:
     status: str | None = None
     tags: dict[str, str | None] = field(default_factory=dict)
     properties: dict[str, str | None] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+    order: tuple[Order, ...] = ()  # empty: newest first
+    lifecycle: str = "active"  # "active", "deleted" (soft-deleted runs only) or "all"
+
+
+CONDITION_FIELDS = ("metric", "tag", "property", "attribute")
+CONDITION_OPS = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")
+# run attributes a condition or an order may name, as RunRecord calls them
+RUN_ATTRIBUTES = (
+    "id", "name", "display_name", "description", "type", "target", "status", "submitted_by",
+    "number", "created", "start", "end",
+)  # fmt: skip
+NUMERIC_ATTRIBUTES = ("number", "created", "start", "end")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One comparison of a run search.
+
+    ``field`` is "metric" (the series' last value, from its summary), "tag", "property" or
+    "attribute" (one of ``RUN_ATTRIBUTES``); ``op`` one of ``CONDITION_OPS``. A run without
+    the metric, tag or property never matches, not even ``!=``. ``LIKE`` is case-sensitive,
+    ``ILIKE`` is not; ``IN`` and ``NOT IN`` take a tuple of values.
+    """
+
+    field: str
+    key: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """Sort runs by a metric's last value, a tag, a property or an attribute; runs
+    without it come last, either way."""
+
+    field: str
+    key: str
+    descending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,25 +13,6 @@ from runyard.store import iter_runs, open_store
 from runyard.store.sql.schema import MIGRATIONS
 
 
-@pytest.fixture(params=["direct", "server"])
-def store(request, ws_uri, tmp_path):
-    """The store of each database, used directly and through a real server (RestStore)."""
-    uri, artifacts = ws_uri
-    if request.param == "direct":
-        s = open_store(uri)
-        yield s
-        s.close()
-        return
-    from tests.live_server import serve_workspace
-
-    from runyard.store.rest import RestStore
-
-    with serve_workspace(uri, artifacts or str(tmp_path / "artifacts")) as (url, _):
-        s = RestStore(url, token="")
-        yield s
-        s.close()
-
-
 def _database_of(store):
     """The SQL database behind ``store``; tests of the database itself skip on a server."""
     if not hasattr(store, "db"):
@@ -351,9 +332,9 @@ def test_silent_runs_become_not_responding_then_failed(store):
 
 @pytest.mark.parametrize("named_limit", [50_000, 3])  # matches named by id, or walked
 def test_tag_and_property_filters_page_through_every_match_once(store, monkeypatch, named_limit):
-    from runyard.store.sql import store as sql_store
+    from runyard.store.sql import run_search
 
-    monkeypatch.setattr(sql_store, "_MAX_NAMED_MATCHES", named_limit)
+    monkeypatch.setattr(run_search, "MAX_NAMED_MATCHES", named_limit)
     exp, other = _exp(store), _exp(store, "other")
     (_parent,) = _runs(store, exp, {"id": "parent", "tags": {"g": "1"}})
     specs = [

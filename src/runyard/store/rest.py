@@ -125,10 +125,27 @@ class RestStore:
         return RunRecord(**self._call("GET", f"/runs/{_q(run_id)}"))
 
     def search_runs(
-        self, query: RunQuery, *, after: tuple[float, int] | None = None, limit: int = 500
+        self,
+        query: RunQuery,
+        *,
+        after: tuple[float, int] | None = None,
+        limit: int = 500,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        body = {"query": _fields(query), "after": list(after) if after else None, "limit": limit}
+        fields = _fields(query)
+        fields["conditions"] = [_fields(c) for c in query.conditions]
+        fields["order"] = [_fields(o) for o in query.order]
+        body = {
+            "query": fields,
+            "after": list(after) if after else None,
+            "limit": limit,
+            "offset": offset,
+        }
         return [RunRecord(**r) for r in self._call("POST", "/runs/search", body)]
+
+    def set_deleted(self, run_id: str, deleted: bool) -> RunRecord:
+        action = "delete" if deleted else "restore"
+        return RunRecord(**self._call("POST", f"/runs/{_q(run_id)}/{action}", {}))
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         return RunRecord(**self._call("PATCH", f"/runs/{_q(run_id)}", fields))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ... import _liveness
 from ..._validation import check_name, check_run_id
-from ...records import NewRun, RunQuery
+from ...records import Condition, NewRun, Order, RunQuery
 from ...store import _json
 from ..app import JSON
 from ..auth import Principal, contributor, reader, require_run
@@ -69,9 +69,30 @@ def get_run(run_id: str, request: Request, who: Reader) -> Any:
 def search_runs(body: SearchIn, request: Request, who: Reader) -> Any:
     """Runs matching ``query``, newest first; ``after`` (created, number) starts below
     that run, for the next page."""
-    query = RunQuery(**body.query.model_dump())
-    runs = request.app.state.store.search_runs(query, after=body.after, limit=body.limit)
+    fields = body.query.model_dump()
+    fields["conditions"] = tuple(
+        Condition(**{**c, "value": _json.untag(c["value"])}) for c in fields["conditions"]
+    )
+    fields["order"] = tuple(Order(**o) for o in fields["order"])
+    runs = request.app.state.store.search_runs(
+        RunQuery(**fields), after=body.after, limit=body.limit, offset=body.offset
+    )
     return JSON([plain(r) for r in runs])  # as stored: no second check of each field
+
+
+@router.post("/runs/{run_id}/delete", response_model=Run)
+def delete_run(run_id: str, request: Request, who: Contributor) -> Any:
+    """Soft-delete a run (MLflow's delete): searches leave it out until it is restored."""
+    check_run_id(run_id)
+    require_run(who, request.app.state.store, run_id)
+    return plain(request.app.state.store.set_deleted(run_id, True))
+
+
+@router.post("/runs/{run_id}/restore", response_model=Run)
+def restore_run(run_id: str, request: Request, who: Contributor) -> Any:
+    check_run_id(run_id)
+    require_run(who, request.app.state.store, run_id)
+    return plain(request.app.state.store.set_deleted(run_id, False))
 
 
 @router.patch("/runs/{run_id}", response_model=Run)

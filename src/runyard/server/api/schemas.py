@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,23 @@ class Run(BaseModel):
     submitted_by: str | None
     tags: Tags
     properties: dict[str, str]
+    deleted: float | None = None
+
+
+class ConditionIn(Strict):
+    """A comparison (see runyard.records.Condition); ``value`` a number, a text or, for IN
+    and NOT IN, a list of them."""
+
+    field: Literal["metric", "tag", "property", "attribute"]
+    key: str
+    op: Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
+    value: float | str | list[float | str] | dict[str, str]  # a dict: a tagged float
+
+
+class OrderIn(Strict):
+    field: Literal["metric", "tag", "property", "attribute"]
+    key: str
+    descending: bool = False
 
 
 class RunQueryIn(Strict):
@@ -99,12 +116,16 @@ class RunQueryIn(Strict):
     status: str | None = None
     tags: Tags = {}
     properties: dict[str, str | None] = {}
+    conditions: list[ConditionIn] = Field(default_factory=list, max_length=1000)
+    order: list[OrderIn] = Field(default_factory=list, max_length=100)
+    lifecycle: Literal["active", "deleted", "all"] = "active"
 
 
 class SearchIn(Strict):
     query: RunQueryIn = RunQueryIn()
     after: tuple[float, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] | None = None
-    limit: int = Field(500, ge=1, le=5000)
+    limit: int = Field(500, ge=1, le=50_000)
+    offset: int = Field(0, ge=0, le=2**62)
 
 
 class RunUpdate(Strict):

@@ -77,6 +77,14 @@ class Database:
     def list_param(self, values: Sequence[Any]) -> Any:
         return json.dumps(list(values))
 
+    def like(self, expression: str, pattern: str, case_sensitive: bool) -> tuple[str, list[Any]]:
+        """SQL LIKE (``%`` any run of characters, ``_`` one), with its parameter. SQLite's
+        LIKE ignores case (ASCII only), so a case-sensitive one is a GLOB."""
+        if not case_sensitive:
+            return f"{expression} LIKE ?", [pattern]
+        special = {"*": "[*]", "?": "[?]", "[": "[[]", "%": "*", "_": "?"}
+        return f"{expression} GLOB ?", ["".join(special.get(c, c) for c in pattern)]
+
     # -- shared ----------------------------------------------------------
     def connection(self) -> Any:
         if self._pid != os.getpid():
@@ -380,6 +388,10 @@ class PostgresDatabase(Database):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def like(self, expression: str, pattern: str, case_sensitive: bool) -> tuple[str, list[Any]]:
+        # a backslash is a literal character, as in SQLite's LIKE and GLOB
+        return f"{expression} {'LIKE' if case_sensitive else 'ILIKE'} ? ESCAPE ''", [pattern]
 
     def _cursor(self, conn: Any) -> Any:
         return conn.cursor(binary=True)  # bytea without hex encoding: 5x faster reads

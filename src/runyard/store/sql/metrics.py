@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from collections.abc import Sequence
 from itertools import groupby, pairwise
@@ -16,12 +17,14 @@ from .database import Database, SqlCursor
 
 _UPSERT = """
 INSERT INTO metric_series
-    (run_id, name, kind, description, count, chunks, last_json, min_value, max_value)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+    (run_id, name, kind, description, count, chunks, last_json, last_number, min_value,
+     max_value)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
 ON CONFLICT (run_id, name) DO UPDATE SET
     count = metric_series.count + excluded.count,
     chunks = metric_series.chunks + 1,
     last_json = excluded.last_json,
+    last_number = excluded.last_number,
     description = CASE WHEN excluded.description = '' THEN metric_series.description
                        ELSE excluded.description END,
     min_value = CASE WHEN excluded.min_value IS NULL THEN metric_series.min_value
@@ -48,7 +51,12 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
         )
     kinds = _kinds(series.values)
     try:  # before any SQL: what cannot be encoded is the caller's mistake, never retried
-        last = json.dumps(series.values[-1])
+        last_value = series.values[-1]
+        last = json.dumps(last_value)
+        # searches compare and sort by it; NaN is no number (NULL), as SQLite keeps it
+        number = float(last_value) if type(last_value) in (int, float) else None
+        if number is not None and math.isnan(number):
+            number = None
         encoding, packed = chunks.encode_values(series.values, kinds)
         times = chunks.encode_times(series.times)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -56,7 +64,7 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     low, high = chunks.numeric_range(series.values, kinds)
     kind, count, seq = cur.execute(
         _UPSERT,
-        (run_id, series.name, series.kind, series.description, n, last, low, high),
+        (run_id, series.name, series.kind, series.description, n, last, number, low, high),
     )[0]
     if kind != series.kind:
         raise Conflict(

@@ -196,6 +196,25 @@ def _server_tables(cur: SqlCursor) -> None:
     cur.execute("CREATE INDEX batch_keys_by_time ON batch_keys (stored_at)")
 
 
+def _soft_delete_and_numbers(cur: SqlCursor) -> None:
+    """A run may be soft-deleted (MLflow's lifecycle stage); a series' last value is also
+    kept as a number when it is one, so that searches compare and sort by it in SQL."""
+    real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    cur.execute(f"ALTER TABLE runs ADD COLUMN deleted_at {real}")
+    cur.execute(f"ALTER TABLE metric_series ADD COLUMN last_number {real}")
+    number = r"'^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'"
+    if cur.dialect == "postgresql":
+        cur.execute(
+            "UPDATE metric_series SET last_number = CAST(last_json AS DOUBLE PRECISION) "
+            f"WHERE last_json ~ {number} OR last_json IN ('Infinity', '-Infinity')"
+        )
+    else:
+        cur.execute(
+            "UPDATE metric_series SET last_number = CAST(last_json AS REAL) "
+            "WHERE json_valid(last_json) AND json_type(last_json) IN ('integer', 'real')"
+        )
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
@@ -203,6 +222,7 @@ MIGRATIONS = [
     (4, _supervisor_identity),
     (5, _postgres_64_bit_steps),
     (6, _server_tables),
+    (7, _soft_delete_and_numbers),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -32,7 +32,7 @@ from ...records import (
     SeriesSummary,
     SupervisedRun,
 )
-from . import metrics
+from . import metrics, run_search
 from .database import Database, SqlCursor, _without_password
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
@@ -40,7 +40,7 @@ from .tokens import TokensMixin
 _RUN_COLUMNS = (
     "r.id, r.experiment_id, e.name, r.parent_id, r.root_id, r.number, r.name, r.display_name, "
     "r.description, r.type, r.target, r.status, r.created_at, r.started_at, r.ended_at, "
-    "r.heartbeat_at, r.error, r.run_definition, r.snapshot_id, r.submitted_by"
+    "r.heartbeat_at, r.error, r.run_definition, r.snapshot_id, r.submitted_by, r.deleted_at"
 )
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
 _LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
@@ -48,50 +48,7 @@ _FREE_TEXT = ("display_name", "description")
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
 
 
-_MAX_NAMED_MATCHES = 50_000
 BATCH_KEY_DAYS = 30  # how long a metric batch's idempotency key is remembered
-_COMPOUND_TERMS = 250
-
-
-def _filter_selects(query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
-    """One ``SELECT run_id`` (and its parameters) per tag and property filter of ``query``."""
-    selects: list[tuple[str, tuple[str, ...]]] = []
-    for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
-        for key, value in filters.items():
-            if value is None:
-                selects.append((f"SELECT run_id FROM {table} WHERE key = ?", (key,)))
-            else:
-                selects.append(
-                    (f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value))
-                )
-    return selects
-
-
-def _column_filters(query: RunQuery) -> tuple[list[str], list[Any]]:
-    """The conditions of ``query`` on columns of ``runs r`` and their parameters."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("r.experiment_id", query.experiment_id),
-        ("r.parent_id", query.parent_id),
-        ("r.type", query.type),
-        ("r.status", query.status),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if query.top_level_only:
-        where.append("r.parent_id IS NULL")
-    return where, params
-
-
-def _intersect(selects: list[str]) -> str:
-    """``INTERSECT`` of ``selects`` (of ``run_id``), nested in groups: SQLite refuses a
-    compound SELECT of more than 500 terms (a filter of many tags)."""
-    if len(selects) <= _COMPOUND_TERMS:
-        return " INTERSECT ".join(selects)
-    groups = [selects[i : i + _COMPOUND_TERMS] for i in range(0, len(selects), _COMPOUND_TERMS)]
-    return _intersect([f"SELECT run_id FROM ({_intersect(g)}) g{i}" for i, g in enumerate(groups)])
 
 
 def _check_pairs(pairs: dict[str, Any], what: str) -> None:
@@ -386,6 +343,7 @@ class SqlStore(TokensMixin):
                 r[19],
                 tags[r[0]],
                 props[r[0]],
+                r[20],
             )
             for r in rows
         ]
@@ -400,64 +358,30 @@ class SqlStore(TokensMixin):
         return self._hydrate(rows)[0]
 
     def search_runs(
-        self, query: RunQuery, *, after: tuple[float, int] | None = None, limit: int = 500
+        self,
+        query: RunQuery,
+        *,
+        after: tuple[float, int] | None = None,
+        limit: int = 500,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        prefix = ""
-        if query.root_id is not None:
-            prefix = (
-                "WITH RECURSIVE subtree(id) AS (SELECT id FROM runs WHERE parent_id = ? "
-                "UNION ALL SELECT c.id FROM runs c JOIN subtree s ON c.parent_id = s.id) "
-            )
-            params.append(query.root_id)
-            where.append("r.id IN (SELECT id FROM subtree)")
-        matched = self._matching_ids(query)
-        if matched is not None:
-            if not matched:
-                return []
-            # the matches are few enough to name: both databases then fetch them by primary
-            # key and sort only them, whatever their statistics say
-            where.append(self.db.in_list("r.id"))
-            params.append(self.db.list_param(matched))
-        else:
-            columns, values = _column_filters(query)
-            where += columns
-            params += values
-            for select, pair in _filter_selects(query):
-                where.append(f"r.id IN ({select})")
-                params.extend(pair)
-        if after is not None:
-            where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
-            params.extend((after[0], after[0], after[1]))
-        sql = (
-            f"{prefix}SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} "
-            f"WHERE {' AND '.join(where) or '1 = 1'} "
-            f"ORDER BY r.created_at DESC, r.number DESC LIMIT {int(limit)}"
+        found = run_search.search_sql(
+            self.db, query, _RUN_COLUMNS, _RUN_FROM, after=after, limit=limit, offset=offset
         )
-        return self._hydrate(self.db.read(sql, params))
+        return [] if found is None else self._hydrate(self.db.read(*found))
 
-    def _matching_ids(self, query: RunQuery) -> list[str] | None:
-        """Ids of the runs whose tags and properties match (and whose experiment, parent,
-        type and status do), if there are tag or property filters and the matches are at
-        most ``_MAX_NAMED_MATCHES`` (found through the (key, value, run_id) indexes, then
-        each run by its primary key); None otherwise, and the query walks the runs instead."""
-        selects = _filter_selects(query)
-        if not selects:
-            return None
-        sql = _intersect([select for select, _ in selects])
-        params: list[Any] = [value for _, values in selects for value in values]
-        columns, values = _column_filters(query)
-        if columns:
-            # CROSS JOIN: SQLite then looks each match up by id rather than walking the
-            # runs of an experiment (PostgreSQL plans a CROSS JOIN like any other join)
-            sql = (
-                f"SELECT m.run_id FROM ({sql}) m CROSS JOIN runs r "
-                f"WHERE r.id = m.run_id AND {' AND '.join(columns)}"
-            )
-            params += values
-        rows = self.db.read(f"{sql} LIMIT {_MAX_NAMED_MATCHES + 1}", params)
-        return None if len(rows) > _MAX_NAMED_MATCHES else [r[0] for r in rows]
+    def set_deleted(self, run_id: str, deleted: bool) -> RunRecord:
+        """Soft-delete a run (MLflow's ``delete_run``), or restore it: a deleted run keeps
+        everything it holds, and searches leave it out unless asked for deleted runs."""
+        check_run_id(run_id)
+        stamp = f"COALESCE(deleted_at, {self._db_now()})" if deleted else "NULL"
+
+        def body(cur: SqlCursor) -> None:
+            self._require_run(cur, run_id)
+            cur.execute(f"UPDATE runs SET deleted_at = {stamp} WHERE id = ?", (run_id,))
+
+        self.db.write(body)
+        return self.get_run(run_id)
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         unknown = set(fields) - _UPDATABLE
