@@ -167,6 +167,7 @@ class SeriesSummary:
     min: float | None
     max: float | None
     last_step: int | None
+    last_time: float | None = None  # when the last point was logged (None: before v7)
 
 
 class Column(Sequence[Any]):

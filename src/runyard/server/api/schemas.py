@@ -190,6 +190,7 @@ class SeriesSummary(BaseModel):
     min: float | None
     max: float | None
     last_step: int | None
+    last_time: float | None = None
 
 
 class Stored(BaseModel):

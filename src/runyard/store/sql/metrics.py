@@ -17,14 +17,15 @@ from .database import Database, SqlCursor
 
 _UPSERT = """
 INSERT INTO metric_series
-    (run_id, name, kind, description, count, chunks, last_json, last_number, min_value,
-     max_value)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+    (run_id, name, kind, description, count, chunks, last_json, last_number, last_time,
+     min_value, max_value)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, name) DO UPDATE SET
     count = metric_series.count + excluded.count,
     chunks = metric_series.chunks + 1,
     last_json = excluded.last_json,
     last_number = excluded.last_number,
+    last_time = excluded.last_time,
     description = CASE WHEN excluded.description = '' THEN metric_series.description
                        ELSE excluded.description END,
     min_value = CASE WHEN excluded.min_value IS NULL THEN metric_series.min_value
@@ -64,7 +65,18 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
     low, high = chunks.numeric_range(series.values, kinds)
     kind, count, seq = cur.execute(
         _UPSERT,
-        (run_id, series.name, series.kind, series.description, n, last, number, low, high),
+        (
+            run_id,
+            series.name,
+            series.kind,
+            series.description,
+            n,
+            last,
+            number,
+            float(series.times[-1]),
+            low,
+            high,
+        ),  # fmt: skip
     )[0]
     if kind != series.kind:
         raise Conflict(
@@ -135,11 +147,11 @@ def list_series(db: Database, run_ids: Sequence[str]) -> list[SeriesSummary]:
     where, params = _run_in(db, "run_id", run_ids)
     rows = db.read(
         "SELECT run_id, name, kind, description, count, last_json, min_value, max_value, "
-        f"last_step FROM metric_series WHERE {where} ORDER BY run_id, name",
+        f"last_step, last_time FROM metric_series WHERE {where} ORDER BY run_id, name",
         params,
     )
     return [
-        SeriesSummary(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8])
+        SeriesSummary(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
         for r in rows
     ]
 

@@ -198,10 +198,12 @@ def _server_tables(cur: SqlCursor) -> None:
 
 def _soft_delete_and_numbers(cur: SqlCursor) -> None:
     """A run may be soft-deleted (MLflow's lifecycle stage); a series' last value is also
-    kept as a number when it is one, so that searches compare and sort by it in SQL."""
+    kept as a number when it is one, so that searches compare and sort by it in SQL, and
+    the time of its last point is kept beside it."""
     real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
     cur.execute(f"ALTER TABLE runs ADD COLUMN deleted_at {real}")
     cur.execute(f"ALTER TABLE metric_series ADD COLUMN last_number {real}")
+    cur.execute(f"ALTER TABLE metric_series ADD COLUMN last_time {real}")
     number = r"'^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'"
     if cur.dialect == "postgresql":
         cur.execute(
