@@ -16,7 +16,6 @@ MAX_KEY_AND_VALUE = 2000
 MAX_ARTIFACT_PATH = 2000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
 RUN_ID = re.compile(r"^\w[\w.\-]*$")
 SNAPSHOT_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -97,13 +96,13 @@ def check_snapshot_id(snapshot_id: object) -> str:
 
 
 def check_experiment_name(name: object) -> str:
+    """An experiment name: 1-255 characters of text without control characters, not blank.
+    Wider than Azure ML's rule (letters, digits, '_' and '-'), as MLflow's names are
+    ("My experiment", "/Shared/churn"); a name is never part of a path."""
     check_name(name, "experiment name")
     assert isinstance(name, str)
-    if not EXPERIMENT_NAME.fullmatch(name):
-        raise UserError(
-            f"experiment name {name!r} is not valid: use 1-255 letters, digits, '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not name.strip():
+        raise UserError(f"experiment name {name!r} is blank; name it with some text")
     return name
 
 

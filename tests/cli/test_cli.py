@@ -72,7 +72,7 @@ def test_init_writes_config_and_ignore_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     bad = cli("init", "--path", "afile", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
-    bad_name = cli("init", "--path", "x", "-e", "bad name", cwd=tmp_path)
+    bad_name = cli("init", "--path", "x", "-e", "bad\tname", cwd=tmp_path)
     assert bad_name.returncode == 1 and "experiment name" in bad_name.stderr
 
 

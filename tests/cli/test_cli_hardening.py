@@ -229,10 +229,10 @@ def test_init_never_prints_a_password(pg_uri, tmp_path):
 
 
 def test_a_script_argument_named_debug_belongs_to_the_script(project):
-    done = cli("run", "submit-script", "-e", "bad name", "train.py", "--debug", cwd=project)
+    done = cli("run", "submit-script", "-e", "bad\nname", "train.py", "--debug", cwd=project)
     assert done.returncode == 1 and "experiment name" in done.stderr
     assert "Traceback" not in done.stderr
-    debug = cli("run", "submit-script", "--debug", "-e", "bad name", "train.py", cwd=project)
+    debug = cli("run", "submit-script", "--debug", "-e", "bad\nname", "train.py", cwd=project)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 

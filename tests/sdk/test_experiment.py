@@ -9,12 +9,21 @@ from runyard import Experiment, UserError
 
 @pytest.mark.parametrize(
     "name",
-    ["", "x" * 256, "has space", "-leading-dash", "new\nline", "tab\t", "a/b", None, 5],
+    ["", "   ", "x" * 256, "new\nline", "tab\t", "nul\x00", "lone \udc80", None, 5],
 )
 def test_bad_experiment_names(local_ws, name):
     with pytest.raises(UserError):
         Experiment(local_ws, name)
     assert local_ws.experiments == {}
+
+
+def test_experiment_names_are_text_as_in_mlflow(ws):
+    """Azure ML takes letters, digits, '_' and '-'; MLflow's names are any text, and an
+    experiment made through the MLflow face opens by its name in the SDK."""
+    names = ["MLflow Quickstart", "/Shared/churn", "..", "модель 2", "-dash"]
+    for name in names:
+        assert Experiment(ws, name).name == name
+    assert sorted(ws.experiments) == sorted(names)
 
 
 def test_get_or_create(ws):

@@ -57,7 +57,7 @@ TEXT_WRITES = {
     "experiment tag": lambda s: s.set_experiment_tags(
         s.find_experiment("batches").id, {"a": "b\x00"}
     ),
-    "experiment name": lambda s: s.get_or_create_experiment("../x"),
+    "experiment name": lambda s: s.get_or_create_experiment("x\x00"),
 }
 
 

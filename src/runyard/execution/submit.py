@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def submit(
         properties["ContentSnapshotId"] = snapshot_id
     properties.update(git_properties(source))
     if run_id is None:  # the experiment's name, cut to fit 255 bytes with what follows
-        stem = experiment.name.encode()[:200].decode("utf-8", "ignore")
+        stem = re.sub(r"[^\w-]", "_", experiment.name).encode()[:200].decode("utf-8", "ignore")
         run_id = check_run_id(f"{stem}_{int(time.time())}_{uuid.uuid4().hex[:8]}")
     owner_file = _liveness.supervisor_stderr_path(run_id)
     with _owner_lock(owner_file, run_id) as stderr:

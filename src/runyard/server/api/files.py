@@ -232,6 +232,21 @@ async def upload_file(
         expected = x_content_sha256.strip().lower()
         if not _DIGEST.fullmatch(expected):
             raise UserError("X-Content-SHA256 must be the body's SHA-256 as 64 hex digits")
+    return plain(await receive_file(request, who, run_id, name, streaming, expected))
+
+
+async def receive_file(
+    request: Request,
+    who: Principal,
+    run_id: str,
+    name: str,
+    streaming: bool = False,
+    expected: str | None = None,
+) -> ArtifactRecord:
+    """Store the request's body as the file ``name`` (checked already) of ``run_id``:
+    streamed into the artifact store's staging area, then bytes and record together. A
+    taken name is refused (Conflict) before the body travels, unless both are logs
+    (``streaming``); a body that does not hash to ``expected`` stores nothing."""
     store, artifacts = _state(request)
 
     def check() -> None:  # before the body travels: a taken name is refused at once
@@ -250,13 +265,13 @@ async def upload_file(
                 f"the upload of {name!r} hashes to {staged[2]}, not to X-Content-SHA256 "
                 f"{expected}: it was damaged on the way; nothing was stored"
             )
-        record = await run_in_threadpool(
+        record: ArtifactRecord = await run_in_threadpool(
             store_artifact, store, _Staged(artifacts, staged), run_id, name, _NO_SOURCE, streaming
         )
     except BaseException:
         artifacts.discard(staged[0])  # a no-op once committed
         raise
-    return plain(record)
+    return record
 
 
 class _NoSource:
@@ -404,6 +419,12 @@ def download_file(run_id: str, path: str, request: Request, who: Reader) -> Resp
     """The artifact's bytes, streamed as an attachment; ``Range`` gives a part (206; an
     unsatisfiable range is 416)."""
     name = _checked(request, run_id, path)
+    return file_response(request, run_id, name)
+
+
+def file_response(request: Request, run_id: str, name: str) -> Response:
+    """The bytes of the file ``name`` (checked already) of ``run_id`` as an attachment;
+    with ranges where the artifact store has the file on disk."""
     store, artifacts = _state(request)
     record = store.get_artifact(run_id, name)
     headers = {"X-Content-Type-Options": "nosniff"}
