@@ -76,7 +76,7 @@ def append_series(cur: SqlCursor, run_id: str, series: SeriesAppend) -> None:
             float(series.times[-1]),
             low,
             high,
-        ),  # fmt: skip
+        ),
     )[0]
     if kind != series.kind:
         raise Conflict(
