@@ -109,7 +109,7 @@ CONDITION_OPS = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN
 # run attributes a condition or an order may name, as RunRecord calls them
 RUN_ATTRIBUTES = (
     "id", "name", "display_name", "description", "type", "target", "status", "submitted_by",
-    "number", "created", "start", "end",
+    "number", "created", "start", "end", "experiment_id", "parent_id",
 )  # fmt: skip
 NUMERIC_ATTRIBUTES = ("number", "created", "start", "end")
 

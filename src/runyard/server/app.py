@@ -132,6 +132,11 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
             "InternalError", f"the server failed on this request ({type(exc).__name__})", 500
         )
 
+    from .mlflow import mlflow_app
+
+    mlflow = mlflow_app(store, artifacts, settings)  # MLflow's REST API on the same store
+    app.mount("/api/2.0", mlflow)
+    app.mount("/ajax-api/2.0", mlflow)
     _without_422(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Utf8Target)
@@ -199,7 +204,8 @@ class BodyLimit:
 
     def limit_for(self, method: str, path: str) -> tuple[int, str]:
         s = self.settings
-        if method in ("PUT", "POST") and ("/files/" in path or path.startswith("/api/v1/snap")):
+        uploads = ("/api/v1/snap", "/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/")
+        if method in ("PUT", "POST") and ("/files/" in path or path.startswith(uploads)):
             return s.max_artifact_bytes, "an artifact"
         if method == "POST" and path.endswith("/metrics"):
             return s.max_batch_bytes, "a metric batch"

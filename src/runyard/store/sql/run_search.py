@@ -28,7 +28,7 @@ MAX_NAMED_MATCHES = 50_000
 _COMPOUND_TERMS = 250
 _COLUMN_NAMES = (
     "id", "name", "display_name", "description", "type", "target", "status", "submitted_by",
-    "number", "created_at", "started_at", "ended_at",
+    "number", "created_at", "started_at", "ended_at", "experiment_id", "parent_id",
 )  # fmt: skip
 _ATTRIBUTE_COLUMNS = {a: f"r.{c}" for a, c in zip(RUN_ATTRIBUTES, _COLUMN_NAMES, strict=True)}
 # a condition or order on one of these reads the row of the run's own (key) in that table

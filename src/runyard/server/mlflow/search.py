@@ -1,0 +1,297 @@
+"""MLflow's ``search_runs`` grammar as runyard search conditions and orders.
+
+A filter is clauses joined by ``AND``: ``<identifier> <comparator> <value>``, where the
+identifier is ``metrics.<key>``, ``params.<key>``, ``tags.<key>`` or an attribute
+(``attributes.<name>`` or a bare name). Keys with spaces, dashes or dots are quoted with
+``"…"`` or backticks; a dotted key may also stand unquoted (``tags.mlflow.user``). Metric
+and time comparisons take numbers; the others quoted text, ``IN (…)`` a list of them.
+
+    >>> [c.op for c in parse_filter("metrics.acc > 0.9 and params.model = 'ridge'")]
+    ['>', '=']
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from ...errors import UserError
+from ...records import Condition, Order
+from .convert import NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
+
+_TYPES = {
+    "metric": "metric",
+    "metrics": "metric",
+    "param": "property",
+    "params": "property",
+    "parameter": "property",
+    "parameters": "property",
+    "tag": "tag",
+    "tags": "tag",
+    "attribute": "attribute",
+    "attributes": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+}
+# MLflow's attribute names (and aliases) as runyard's, with the kind of value they take
+_ATTRIBUTES = {
+    "run_id": ("id", "text"),
+    "run_name": ("display_name", "text"),
+    "run name": ("display_name", "text"),
+    "name": ("display_name", "text"),  # a logged model's
+    "status": ("status", "status"),
+    "user_id": ("submitted_by", "text"),
+    "start_time": ("start", "time"),
+    "created": ("start", "time"),
+    "end_time": ("end", "time"),
+}
+_FIELD_TAGS = {RUN_NAME: "display_name", PARENT: "parent_id", NOTE: "description"}
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
+    | (?P<backquoted>`[^`]*`)
+    | (?P<op><=|>=|!=|<>|==|=|<|>)
+    | (?P<open>\()|(?P<close>\))|(?P<comma>,)
+    | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
+    | (?P<word>[A-Za-z_][\w-]*(?:\.[\w-]+)*)
+    | (?P<dot>\.)
+    )""",
+    re.VERBOSE,
+)
+_WORD_OPS = {"LIKE", "ILIKE", "IN", "NOT"}
+MAX_RESULTS = 50_000
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    found, at = [], 0
+    text = text.rstrip()
+    while at < len(text):
+        match = _TOKEN.match(text, at)
+        if match is None or match.end() == at:
+            raise UserError(
+                f"Invalid filter {text!r}: cannot read it at {text[at : at + 20].strip()!r}"
+            )
+        kind = match.lastgroup
+        assert kind is not None
+        found.append((kind, match.group(kind)))
+        at = match.end()
+    return found
+
+
+def _unquote(token: tuple[str, str]) -> str:
+    kind, text = token
+    if kind == "string":
+        return text[1:-1].replace(text[0] * 2, text[0])
+    if kind == "backquoted":
+        return text[1:-1]
+    return text
+
+
+class _Reader:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.at = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise UserError(f"Invalid filter {self.text!r}: it ends too early")
+        self.at += 1
+        return token
+
+    def fail(self, what: str) -> UserError:
+        return UserError(f"Invalid filter {self.text!r}: {what}")
+
+
+def _identifier(reader: _Reader) -> tuple[str, str]:
+    """(runyard field, key) of the identifier at the reader."""
+    token = reader.take()
+    if token[0] in ("string", "backquoted"):
+        return _attribute(reader, _unquote(token))
+    if token[0] != "word":
+        raise reader.fail(f"expected a name such as metrics.acc, not {token[1]!r}")
+    head, _, rest = token[1].partition(".")
+    kind = _TYPES.get(head.lower())
+    if kind is None:
+        if head.lower() in ("dataset", "datasets"):
+            raise reader.fail("runyard keeps no datasets; filter on metrics, params or tags")
+        if rest:
+            raise reader.fail(
+                f"{head!r} is not metrics, params, tags or attributes (the part before '.')"
+            )
+        return _attribute(reader, token[1])
+    if not rest:
+        dot = reader.take()
+        if dot[0] != "dot":
+            raise reader.fail(f"expected '.' and a key after {head!r}")
+        key_token = reader.take()
+        if key_token[0] not in ("string", "backquoted", "word"):
+            raise reader.fail(f"expected a key after {head}.")
+        rest = _unquote(key_token)
+    if kind == "attribute":
+        return _attribute(reader, rest)
+    if kind == "tag" and rest in _FIELD_TAGS:
+        return "attribute", _FIELD_TAGS[rest]
+    return kind, rest
+
+
+def _attribute(reader: _Reader, name: str) -> tuple[str, str]:
+    found = _ATTRIBUTES.get(name) or _ATTRIBUTES.get(name.lower())
+    if found is None:
+        raise reader.fail(
+            f"{name!r} is not a searchable attribute; these are: "
+            "run_id, run_name, status, user_id, start_time, end_time"
+        )
+    return "attribute", found[0]
+
+
+def _value_kind(field: str, key: str) -> str:
+    if field == "metric":
+        return "number"
+    if field == "attribute":
+        for name, kind in _ATTRIBUTES.values():
+            if name == key:
+                return "time" if kind == "time" else ("status" if kind == "status" else "text")
+    return "text"
+
+
+def _value(reader: _Reader, kind: str) -> Any:
+    token = reader.take()
+    if kind in ("number", "time"):
+        if token[0] != "number":
+            raise reader.fail(f"expected a number, not {token[1]!r}")
+        value = float(token[1])
+        return value / 1000 if kind == "time" else value
+    if token[0] not in ("string",):
+        raise reader.fail(f"expected a quoted value, not {token[1]!r}")
+    return _unquote(token)
+
+
+def _comparator(reader: _Reader) -> str:
+    token = reader.take()
+    if token[0] == "op":
+        return {"<>": "!=", "==": "="}.get(token[1], token[1])
+    word = token[1].upper() if token[0] == "word" else ""
+    if word == "NOT":
+        following = reader.take()
+        if following[0] == "word" and following[1].upper() == "IN":
+            return "NOT IN"
+        raise reader.fail("NOT is only allowed as NOT IN")
+    if word in _WORD_OPS:
+        return word
+    raise reader.fail(f"expected a comparison (=, !=, <, >, LIKE, IN…), not {token[1]!r}")
+
+
+def _status_values(reader: _Reader, op: str, values: list[str]) -> tuple[str, tuple[str, ...]]:
+    """A condition on MLflow status names as one on runyard's statuses."""
+    names = STATUS_TO_MLFLOW.values()
+    if op in ("LIKE", "ILIKE"):
+        flags = re.IGNORECASE if op == "ILIKE" else 0
+        pattern = "".join(
+            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in values[0]
+        )
+        chosen = {n for n in names if re.fullmatch(pattern, n, flags)}
+        op = "IN"
+    elif op in ("=", "!=", "IN", "NOT IN"):
+        chosen = set(values)
+        op = "IN" if op in ("=", "IN") else "NOT IN"
+    else:
+        raise reader.fail(f"status is compared with =, !=, LIKE, ILIKE or IN, not {op}")
+    statuses = tuple(s for s, name in STATUS_TO_MLFLOW.items() if name in chosen)
+    return op, statuses or ("(none)",)
+
+
+def parse_filter(text: str | None) -> list[Condition]:
+    """The conditions of an MLflow filter string (empty: none)."""
+    if not text or not text.strip():
+        return []
+    reader = _Reader(text)
+    conditions = []
+    while True:
+        field, key = _identifier(reader)
+        op = _comparator(reader)
+        kind = _value_kind(field, key)
+        if op in ("IN", "NOT IN"):
+            if reader.take()[0] != "open":
+                raise reader.fail(f"{op} takes a list in parentheses: ('a', 'b')")
+            values = [_value(reader, kind)]
+            while (token := reader.take())[0] == "comma":
+                values.append(_value(reader, kind))
+            if token[0] != "close":
+                raise reader.fail("expected ',' or ')' in the list")
+            value: Any = tuple(values)
+        else:
+            value = _value(reader, kind)
+        if kind == "status":
+            op, value = _status_values(
+                reader, op, list(value) if op in ("IN", "NOT IN") else [value]
+            )
+        conditions.append(Condition(field, key, op, value))
+        joiner = reader.peek()
+        if joiner is None:
+            return conditions
+        reader.take()
+        if joiner[0] != "word" or joiner[1].upper() != "AND":
+            raise reader.fail(
+                f"clauses are joined with AND, not {joiner[1]!r} (there is no OR or parentheses)"
+            )
+
+
+def parse_order(items: list[str] | None) -> tuple[Order, ...]:
+    """MLflow's ``order_by`` (``"metrics.rmse"``, ``"params.lr DESC"``) as runyard orders."""
+    orders = []
+    for item in items or []:
+        if not isinstance(item, str) or not item.strip():
+            raise UserError(f"Invalid order_by clause {item!r}")
+        reader = _Reader(item)
+        field, key = _identifier(reader)
+        descending = False
+        token = reader.peek()
+        if token is not None:
+            reader.take()
+            if token[0] != "word" or token[1].upper() not in ("ASC", "DESC"):
+                raise reader.fail("an order_by clause ends with ASC or DESC, or nothing")
+            descending = token[1].upper() == "DESC"
+            if reader.peek() is not None:
+                raise reader.fail("one column per order_by clause")
+        orders.append(Order(field, key, descending))
+    return tuple(orders)
+
+
+def page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        offset = int(data["offset"])
+        if offset < 0:
+            raise ValueError(offset)
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        raise UserError(f"Invalid page token {token[:100]!r}") from None
+    return offset
+
+
+def page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def max_results(value: Any, default: int = 1000, limit: int = MAX_RESULTS) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"Invalid value {value!r} for parameter 'max_results' supplied") from None
+    if not 1 <= count <= limit:
+        raise UserError(
+            f"Invalid value {count} for parameter 'max_results' supplied. It must be at most "
+            f"{limit}, and at least 1."
+        )
+    return count
