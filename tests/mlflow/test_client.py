@@ -142,14 +142,16 @@ def test_artifacts_up_listed_and_down(tracking, tmp_path):
         ("data/sub/b.bin", 3 << 20)
     ]
     local = client.download_artifacts(run_id, "data", str(tmp_path / "down"))
-    assert open(os.path.join(local, "a.txt")).read() == "alpha"
+    with open(os.path.join(local, "a.txt")) as fh:
+        assert fh.read() == "alpha"
     assert (tmp_path / "down/data/sub/b.bin").read_bytes() == (
         tmp_path / "data/sub/b.bin"
     ).read_bytes()
     assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config/params.json") == {"k": [1, 2]}
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/notes/readme.txt") == "hello"
     png = client.download_artifacts(run_id, "plots/curve.png", str(tmp_path / "png"))
-    assert open(png, "rb").read(4) == b"\x89PNG"
+    with open(png, "rb") as fh:
+        assert fh.read(4) == b"\x89PNG"
     # the run's files are runyard's run files: the same bytes through the SDK's store
     assert tracking.store.get_artifact(run_id, "data/sub/b.bin").size == 3 << 20
 
