@@ -45,8 +45,12 @@ _STATUS_NUMBERS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: 
 _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
+MS_SLACK = 1e-3  # of a millisecond: x / 1000 * 1000 may come back as x - 1e-7
+
+
 def ms(seconds: float | None) -> int | None:
-    return None if seconds is None else round(seconds * 1000)
+    """Whole milliseconds, rounded down (a search on times counts on it)."""
+    return None if seconds is None else math.floor(seconds * 1000 + MS_SLACK)
 
 
 def mlflow_status(value: Any) -> str:

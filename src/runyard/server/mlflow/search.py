@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any
 
 from ...errors import UserError
 from ...records import Condition, Order
-from .convert import NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
+from .convert import MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
 
 _TYPES = {
     "metric": "metric",
@@ -168,7 +169,7 @@ def _value(reader: _Reader, kind: str) -> Any:
         if token[0] != "number":
             raise reader.fail(f"expected a number, not {token[1]!r}")
         value = float(token[1])
-        return value / 1000 if kind == "time" else value
+        return value
     if token[0] not in ("string",):
         raise reader.fail(f"expected a quoted value, not {token[1]!r}")
     return _unquote(token)
@@ -208,6 +209,20 @@ def _status_values(reader: _Reader, op: str, values: list[str]) -> tuple[str, tu
     return op, statuses or ("(none)",)
 
 
+def _time_conditions(field: str, key: str, op: str, value: Any) -> list[Condition]:
+    """A comparison with a time in whole milliseconds (as MLflow shows times: the seconds
+    runyard keeps, times 1000, rounded down) as conditions on the seconds."""
+    if isinstance(value, tuple):
+        return [Condition(field, key, op, tuple(v / 1000 for v in value))]
+    low = (math.ceil(value) - MS_SLACK) / 1000  # the seconds shown as ``value`` ms or more
+    high = (math.floor(value) + 1 - MS_SLACK) / 1000  # ... as more than ``value`` ms
+    if op == "=":
+        return [Condition(field, key, ">=", low), Condition(field, key, "<", high)]
+    bound = {">=": (">=", low), ">": (">=", high), "<=": ("<", high), "<": ("<", low)}
+    op, limit = bound.get(op, (op, low))
+    return [Condition(field, key, op, limit)]
+
+
 def parse_filter(text: str | None) -> list[Condition]:
     """The conditions of an MLflow filter string (empty: none)."""
     if not text or not text.strip():
@@ -233,7 +248,10 @@ def parse_filter(text: str | None) -> list[Condition]:
             op, value = _status_values(
                 reader, op, list(value) if op in ("IN", "NOT IN") else [value]
             )
-        conditions.append(Condition(field, key, op, value))
+        if kind == "time":
+            conditions += _time_conditions(field, key, op, value)
+        else:
+            conditions.append(Condition(field, key, op, value))
         joiner = reader.peek()
         if joiner is None:
             return conditions
