@@ -13,7 +13,7 @@ def sweep(tracking):
     ids = []
     for i in range(12):
         run = client.create_run(
-            experiment_id, run_name=f"trial-{i:02d}", tags={"group": "g%d" % (i % 3)}
+            experiment_id, run_name=f"trial-{i:02d}", tags={"group": f"g{i % 3}"}
         )
         client.log_param(run.info.run_id, "alpha", f"{i / 10:.1f}")
         client.log_param(run.info.run_id, "model", "Ridge" if i % 2 else "lasso")
