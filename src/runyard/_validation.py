@@ -146,7 +146,8 @@ def check_artifact_path(path: object) -> str:
                 f"artifact name {shown} is absolute; use a path relative to the run, "
                 "like 'outputs/model.pkl'"
             )
-        if ".." in candidate.split("/"):
+        # "..;x" too: servers that take ';' as path parameters read it as ".."
+        if any(part.split(";", 1)[0] == ".." for part in candidate.split("/")):
             raise UserError(
                 f"artifact name {shown} contains '..'; artifact paths cannot leave the run"
             )

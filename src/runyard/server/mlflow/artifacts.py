@@ -49,7 +49,13 @@ def _split(path: str) -> tuple[str, str, str] | None:
     """(experiment, run or model id, file or folder) of a proxy path
     ``<experiment>/<run>/artifacts/<file>`` or ``<experiment>/models/<model>/artifacts/<file>``;
     None for a path above a run's files."""
-    parts = check_artifact_path(path).rstrip("/").split("/") if path.strip("/") else []
+    given = path.rstrip("/")
+    if not given:
+        return None
+    normal = check_artifact_path(given)
+    if normal != given:  # "a//b", "./a": MLflow refuses a path that is not its normal form
+        raise UserError(f"Invalid path {path[:200]!r}: write it in its normal form ({normal!r})")
+    parts = normal.split("/")
     if len(parts) >= 4 and parts[1] == "models" and parts[3] == _ROOT:
         return parts[0], check_run_id(parts[2]), "/".join(parts[4:])
     if len(parts) >= 3 and parts[2] == _ROOT:
