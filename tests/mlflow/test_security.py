@@ -9,11 +9,11 @@ import os
 import uuid
 
 import pytest
+from tests.live_server import serve_workspace
+from tests.server.test_bad_input import raw_request
 
 from runyard.records import NewRun
 from runyard.server.mlflow._rpc import ROUTES
-from tests.live_server import serve_workspace
-from tests.server.test_bad_input import raw_request
 
 SECRET = "TOPSECRET-" + uuid.uuid4().hex
 
@@ -170,7 +170,7 @@ def test_traversal_on_the_artifact_proxy_is_refused(served, raw):
         status, parsed = call("GET", f"{prefix}/mlflow/artifacts/list?run_id={run_id}&path={path}")
         assert status in (400, 404) or parsed.get("files") in (None, []), (path, parsed)
     new = {p for p in _tree(tmp_path) - before if os.path.basename(p) != "x"}
-    assert not new or "#" in path and all(str(tmp_path / "ws") in p for p in new), new
+    assert not new or ("#" in path and all(str(tmp_path / "ws") in p for p in new)), new
     assert (tmp_path / "secret.txt").read_text() == SECRET
 
 
