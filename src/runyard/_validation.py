@@ -10,10 +10,11 @@ from .errors import UserError
 
 MAX_NAME = 255
 MAX_PATH_PART = 255  # bytes: the file-name limit of common filesystems
-# bytes of UTF-8: PostgreSQL indexes at most ~2,700 bytes per entry (a tag's key, value and
-# run id; an artifact's run id and path), and Linux paths end at 4,096 bytes
-MAX_KEY_AND_VALUE = 2000
+# bytes of UTF-8: PostgreSQL indexes at most ~2,700 bytes per entry (an artifact's run id
+# and path), and Linux paths end at 4,096 bytes
 MAX_ARTIFACT_PATH = 2000
+# characters of a tag's or property's value: MLflow's limit for a tag (its params take 6,000)
+MAX_VALUE = 8000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_ID = re.compile(r"^\w[\w.\-]*$")
@@ -62,14 +63,13 @@ def check_name(name: object, what: str = "name") -> str:
 
 
 def check_key_and_value(key: str, value: str | None, what: str) -> None:
-    """Refuse a tag or property whose key and value together exceed ``MAX_KEY_AND_VALUE``
-    bytes: they are indexed (for ``get_runs`` filters), and an index entry is bounded."""
-    size = len(key.encode("utf-8", "replace")) + len((value or "").encode("utf-8", "replace"))
-    if size > MAX_KEY_AND_VALUE:
+    """Refuse a tag or property value longer than ``MAX_VALUE`` characters (the key is a
+    name: ``check_name``). Values are indexed by their MD5 on PostgreSQL, so any length
+    up to that fits both databases."""
+    if value is not None and len(value) > MAX_VALUE:
         raise UserError(
-            f"{what} {_short(key)} and its value take {size} bytes of UTF-8; a key and its "
-            f"value together may take at most {MAX_KEY_AND_VALUE}: shorten the value, or "
-            "store long text as a file (run.upload_file)"
+            f"{what} {_short(key)} has a value of {len(value)} characters; a value may have "
+            f"at most {MAX_VALUE}: shorten it, or store long text as a file (run.upload_file)"
         )
 
 

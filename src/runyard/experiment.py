@@ -268,7 +268,7 @@ def clean_tags(tags: dict[str, Any]) -> dict[str, str | None]:
         check_name(key, "tag key")
         if value is not None:
             value = value if isinstance(value, str) else str(value)
-            check_text(value, f"tag {key!r}", 5000)
+            check_text(value, f"tag {key!r}")
         check_key_and_value(key, value, "tag")
         clean[key] = value
     return clean

@@ -127,6 +127,8 @@ def test_artifacts_up_listed_and_down(tracking, tmp_path):
         mlflow.log_text("hello", "notes/readme.txt")
         mlflow.log_figure(figure, "plots/curve.png")
         mlflow.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "images/black.png")
+        mlflow.log_image(np.ones((8, 8, 3), dtype=np.uint8), key="sample/a", step=3)
+    mlflow.flush_async_logging()  # the keyed image goes through the async queue
     client = tracking.client()
     run_id = run.info.run_id
     top = {(f.path, f.is_dir) for f in client.list_artifacts(run_id)}
@@ -152,6 +154,9 @@ def test_artifacts_up_listed_and_down(tracking, tmp_path):
     png = client.download_artifacts(run_id, "plots/curve.png", str(tmp_path / "png"))
     with open(png, "rb") as fh:
         assert fh.read(4) == b"\x89PNG"
+    keyed = [f.path for f in client.list_artifacts(run_id, "images")]
+    assert any(p.startswith("images/sample~a+step+3+") for p in keyed), keyed
+    assert client.get_run(run_id).data.tags["mlflow.loggedImages"] == "True"
     # the run's files are runyard's run files: the same bytes through the SDK's store
     assert tracking.store.get_artifact(run_id, "data/sub/b.bin").size == 3 << 20
 

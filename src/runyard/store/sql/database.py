@@ -77,6 +77,11 @@ class Database:
     def list_param(self, values: Sequence[Any]) -> Any:
         return json.dumps(list(values))
 
+    def value_equals(self, column: str, value: str) -> tuple[str, list[Any]]:
+        """``column = value`` written so that the (key, value) index of tags and properties
+        answers it."""
+        return f"{column} = ?", [value]
+
     def like(self, expression: str, pattern: str, case_sensitive: bool) -> tuple[str, list[Any]]:
         """SQL LIKE (``%`` any run of characters, ``_`` one), with its parameter. SQLite's
         LIKE ignores case (ASCII only), so a case-sensitive one is a GLOB."""
@@ -388,6 +393,10 @@ class PostgresDatabase(Database):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def value_equals(self, column: str, value: str) -> tuple[str, list[Any]]:
+        # the index holds md5(value): any length fits it (schema version 7)
+        return f"md5({column}) = md5(CAST(? AS TEXT)) AND {column} = ?", [value, value]
 
     def like(self, expression: str, pattern: str, case_sensitive: bool) -> tuple[str, list[Any]]:
         # a backslash is a literal character, as in SQLite's LIKE and GLOB

@@ -40,7 +40,7 @@ _KEYED = {
 _LIFECYCLES = {"active": "r.deleted_at IS NULL", "deleted": "r.deleted_at IS NOT NULL", "all": ""}
 
 
-def filter_selects(query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
+def filter_selects(db: Database, query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
     """One ``SELECT run_id`` (and its parameters) per tag and property filter of ``query``."""
     selects: list[tuple[str, tuple[str, ...]]] = []
     for table, filters in (("run_tags", query.tags), ("run_properties", query.properties)):
@@ -48,8 +48,9 @@ def filter_selects(query: RunQuery) -> list[tuple[str, tuple[str, ...]]]:
             if value is None:
                 selects.append((f"SELECT run_id FROM {table} WHERE key = ?", (key,)))
             else:
+                test, params = db.value_equals("value", value)
                 selects.append(
-                    (f"SELECT run_id FROM {table} WHERE key = ? AND value = ?", (key, value))
+                    (f"SELECT run_id FROM {table} WHERE key = ? AND {test}", (key, *params))
                 )
     return selects
 
@@ -93,7 +94,7 @@ def matching_ids(db: Database, query: RunQuery) -> list[str] | None:
     type, status and lifecycle do), if there are tag or property filters and the matches
     are at most ``MAX_NAMED_MATCHES`` (found through the (key, value, run_id) indexes, then
     each run by its primary key); None otherwise, and the query walks the runs instead."""
-    selects = filter_selects(query)
+    selects = filter_selects(db, query)
     if not selects:
         return None
     sql = _intersect([select for select, _ in selects])
@@ -217,7 +218,7 @@ def search_sql(
         filters, values = column_filters(query)
         where += filters
         params += values
-        for select, pair in filter_selects(query):
+        for select, pair in filter_selects(db, query):
             where.append(f"r.id IN ({select})")
             params.extend(pair)
     for condition in query.conditions:

@@ -199,11 +199,19 @@ def _server_tables(cur: SqlCursor) -> None:
 def _soft_delete_and_numbers(cur: SqlCursor) -> None:
     """A run may be soft-deleted (MLflow's lifecycle stage); a series' last value is also
     kept as a number when it is one, so that searches compare and sort by it in SQL, and
-    the time of its last point is kept beside it."""
+    the time of its last point is kept beside it. On PostgreSQL, tags and properties are
+    indexed by their value's MD5, so that values of any length fit the index."""
     real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
     cur.execute(f"ALTER TABLE runs ADD COLUMN deleted_at {real}")
     cur.execute(f"ALTER TABLE metric_series ADD COLUMN last_number {real}")
     cur.execute(f"ALTER TABLE metric_series ADD COLUMN last_time {real}")
+    if cur.dialect == "postgresql":  # a B-tree entry holds ~2,700 bytes: index values' MD5
+        for table, index in (
+            ("run_tags", "run_tags_by_value"),
+            ("run_properties", "run_properties_by_value"),
+        ):
+            cur.execute(f"DROP INDEX {index}")
+            cur.execute(f"CREATE INDEX {index} ON {table} (key, md5(value), run_id)")
     number = r"'^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'"
     if cur.dialect == "postgresql":
         cur.execute(
