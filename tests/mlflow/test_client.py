@@ -210,3 +210,20 @@ def test_mlflow_errors_come_back_with_mlflow_codes(tracking):
     with pytest.raises(MlflowException) as bad:
         client.search_runs([experiment_id], "metrics.x > 1 OR metrics.y < 2")
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_client_told_to_upload_in_parts_falls_back_to_one_streamed_put(
+    tracking, tmp_path, monkeypatch
+):
+    """runyard answers the multipart routes as an MLflow server whose store has no
+    multipart upload does; the client then sends the file whole."""
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1024")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(300_000))
+    mlflow = tracking.mlflow
+    mlflow.set_experiment("parts")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(big), "data")
+    record = tracking.store.get_artifact(run.info.run_id, "data/big.bin")
+    assert record.size == 300_000

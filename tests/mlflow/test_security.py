@@ -48,6 +48,9 @@ def _targets():
         yield method, path.replace("{model_id}", "m-1").replace("{tag_key}", "k"), role
     base = "/mlflow-artifacts/artifacts"
     yield "GET", base, "reader"
+    # CVE-2026-2651: multipart endpoints without resource authorization
+    for action in ("create", "complete", "abort"):
+        yield "POST", f"/mlflow-artifacts/mpu/{action}/0/r/artifacts/x", "contributor"
     for method, role in (("GET", "reader"), ("PUT", "contributor"), ("DELETE", "contributor")):
         yield method, f"{base}/0/r/artifacts/a.txt", role
 
@@ -80,9 +83,6 @@ def test_every_mlflow_route_needs_a_token_and_its_role(served, prefix):
         # CVE-2026-0545: job execution through routes that skipped auth
         ("POST", "/ajax-api/3.0/jobs/", {"job_name": "run_task", "params": {"command": "id"}}),
         ("POST", "/v1/traces", {}),
-        # CVE-2026-2651: multipart endpoints without resource authorization
-        ("POST", "/api/2.0/mlflow-artifacts/mpu/create/0/r/artifacts/x", {"path": "x"}),
-        ("POST", "/ajax-api/2.0/mlflow-artifacts/mpu/complete/0/r/artifacts/x", {}),
         ("POST", "/graphql", {"query": "{ __schema { types { name } } }"}),
     ],
 )

@@ -10,6 +10,7 @@ Run files are write-once, so a second upload of one name is refused and nothing 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -133,9 +134,20 @@ async def _delete(request: Request, who: Any) -> Response:
     raise UserError("runyard keeps run files write-once: they cannot be deleted")
 
 
+async def _multipart(request: Request, who: Any) -> Response:
+    """What MLflow's own server answers when its artifact store has no multipart upload:
+    its client then sends the file in one streamed PUT."""
+    await run_in_threadpool(_run_file, request, request.path_params["path"])
+    message = "Multipart upload is not supported for the current artifact repository"
+    body = json.dumps({"error_code": "NOT_IMPLEMENTED", "message": message})
+    return Response(body, status_code=501, media_type="application/json")
+
+
 def routes() -> list[Route]:
     base = "/mlflow-artifacts/artifacts"
+    multipart = "/mlflow-artifacts/mpu/{action:str}/{path:path}"
     return [
+        Route(multipart, _guarded("contributor", _multipart), methods=["POST"]),
         Route(f"{base}/{{path:path}}", _guarded("contributor", _upload), methods=["PUT"]),
         Route(f"{base}/{{path:path}}", _guarded("reader", _download), methods=["GET"]),
         Route(f"{base}/{{path:path}}", _guarded("contributor", _delete), methods=["DELETE"]),

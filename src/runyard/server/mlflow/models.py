@@ -43,6 +43,13 @@ def _model(call: Call, model_id: Any = None) -> RunRecord:
     return record
 
 
+def _writable(call: Call) -> RunRecord:
+    """The logged model of a change, which the caller's token may change."""
+    record = _model(call)
+    require_run(call.who, call.store, record.id)
+    return record
+
+
 def _shown(call: Call, experiment_id: str) -> str:
     found = call.store.find_experiment("Default")
     return "0" if found is not None and found.id == experiment_id else experiment_id
@@ -123,8 +130,7 @@ def get(call: Call) -> dict[str, Any]:
 
 @rpc("PATCH", "/mlflow/logged-models/{model_id}", "contributor")
 def finalize(call: Call) -> dict[str, Any]:
-    record = _model(call)
-    require_run(call.who, call.store, record.id)
+    record = _writable(call)
     status = str(call.required("status"))
     if status not in _FROM_STATUS:
         raise UserError(f"Invalid value {status!r} for parameter 'status' supplied")
@@ -136,16 +142,14 @@ def finalize(call: Call) -> dict[str, Any]:
 
 @rpc("DELETE", "/mlflow/logged-models/{model_id}", "contributor")
 def delete(call: Call) -> dict[str, Any]:
-    record = _model(call)
-    require_run(call.who, call.store, record.id)
+    record = _writable(call)
     call.store.set_deleted(record.id, True)
     return {}
 
 
 @rpc("PATCH", "/mlflow/logged-models/{model_id}/tags", "contributor")
 def set_tags(call: Call) -> dict[str, Any]:
-    record = _model(call)
-    require_run(call.who, call.store, record.id)
+    record = _writable(call)
     tags = _pairs(call.field("tags"), "tags")
     if tags:
         call.store.set_tags(record.id, dict(tags))
@@ -154,16 +158,14 @@ def set_tags(call: Call) -> dict[str, Any]:
 
 @rpc("DELETE", "/mlflow/logged-models/{model_id}/tags/{tag_key}", "contributor")
 def delete_tag(call: Call) -> dict[str, Any]:
-    record = _model(call)
-    require_run(call.who, call.store, record.id)
+    record = _writable(call)
     call.store.remove_tags(record.id, [call.text("tag_key")])
     return {}
 
 
 @rpc("POST", "/mlflow/logged-models/{model_id}/params", "contributor")
 def log_params(call: Call) -> dict[str, Any]:
-    record = _model(call)
-    require_run(call.who, call.store, record.id)
+    record = _writable(call)
     params = _pairs(call.field("params"), "params")
     if params:
         call.store.add_properties(record.id, params)

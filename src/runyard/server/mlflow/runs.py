@@ -167,20 +167,15 @@ def update(call: Call) -> dict[str, Any]:
     return {"run_info": run_info(record, _shown_experiment(call, record))}
 
 
-@rpc("POST", "/mlflow/runs/delete", "contributor")
-def delete(call: Call) -> dict[str, Any]:
+def _set_deleted(call: Call, deleted: bool) -> dict[str, Any]:
     record = _run(call)
     require_run(call.who, call.store, record.id)
-    call.store.set_deleted(record.id, True)
+    call.store.set_deleted(record.id, deleted)
     return {}
 
 
-@rpc("POST", "/mlflow/runs/restore", "contributor")
-def restore(call: Call) -> dict[str, Any]:
-    record = _run(call)
-    require_run(call.who, call.store, record.id)
-    call.store.set_deleted(record.id, False)
-    return {}
+rpc("POST", "/mlflow/runs/delete", "contributor")(lambda call: _set_deleted(call, True))
+rpc("POST", "/mlflow/runs/restore", "contributor")(lambda call: _set_deleted(call, False))
 
 
 # -- metrics, params, tags --------------------------------------------------------------
