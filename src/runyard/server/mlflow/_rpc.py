@@ -137,14 +137,13 @@ async def _sent_fields(request: Request) -> dict[str, Any]:
 def _endpoint(role: str, handler: Handler) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         try:
+            who = await run_in_threadpool(_needs, request, role)  # before the body is read
             fields = await _fields(request)
-
-            def call() -> dict[str, Any]:
-                who = _needs(request, role)
-                state = request.app.state
-                return handler(Call(state.store, state.artifacts, who, fields, request))
-
-            return json_response(await run_in_threadpool(call))
+            state = request.app.state
+            answer = await run_in_threadpool(
+                handler, Call(state.store, state.artifacts, who, fields, request)
+            )
+            return json_response(answer)
         except RunyardError as exc:
             if exc.http_status >= 500:
                 log.error("%s %s: %s", request.method, request.url.path, exc)
