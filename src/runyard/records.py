@@ -105,7 +105,9 @@ class RunQuery:
 
 
 CONDITION_FIELDS = ("metric", "tag", "property", "attribute")
-CONDITION_OPS = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")
+CONDITION_OPS = (
+    "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL",
+)  # fmt: skip
 # run attributes a condition or an order may name, as RunRecord calls them
 RUN_ATTRIBUTES = (
     "id", "name", "display_name", "description", "type", "target", "status", "submitted_by",
@@ -121,7 +123,8 @@ class Condition:
     ``field`` is "metric" (the series' last value, from its summary), "tag", "property" or
     "attribute" (one of ``RUN_ATTRIBUTES``); ``op`` one of ``CONDITION_OPS``. A run without
     the metric, tag or property never matches, not even ``!=``. ``LIKE`` is case-sensitive,
-    ``ILIKE`` is not; ``IN`` and ``NOT IN`` take a tuple of values.
+    ``ILIKE`` is not; ``IN`` and ``NOT IN`` take a tuple of values; ``IS NULL`` (the run
+    has no such metric, tag or property) and ``IS NOT NULL`` take None.
     """
 
     field: str

@@ -77,6 +77,10 @@ def test_text_conditions_like_ilike_in(runs):
         "f"
     ]
     assert _ids(store, exp, Condition("attribute", "created", ">", time.time() + 3600)) == []
+    assert _ids(store, exp, Condition("property", "lr", "IS NULL", None)) == ["d"]
+    assert sorted(_ids(store, exp, Condition("tag", "stage", "IS NOT NULL", None))) == ["a", "b"]
+    assert _ids(store, exp, Condition("metric", "acc", "IS NULL", None)) == ["d"]  # e: a NaN
+    assert len(_ids(store, exp, Condition("attribute", "end", "IS NULL", None))) == 5
 
 
 def test_orders_put_missing_values_last_both_ways(runs):

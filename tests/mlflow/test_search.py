@@ -56,6 +56,9 @@ def test_filters_on_metrics_params_tags_and_attributes(sweep):
     assert len(_search(client, exp, f"attributes.start_time >= {start}")) == 7
     assert len(_search(client, exp, 'tags."group" = "g2"')) == 4
     assert len(_search(client, exp, "params.`alpha` = '0.3'")) == 1
+    client.set_tag(ids[4], "note", "checked")
+    assert _search(client, exp, "tags.note IS NOT NULL") == ["trial-04"]
+    assert len(_search(client, exp, "tags.note is null and params.model = 'lasso'")) == 5
 
 
 def test_orders_and_pages(sweep, tracking):
@@ -93,6 +96,8 @@ def test_orders_and_pages(sweep, tracking):
         "colour = 'red'",
         "metrics.acc >",
         "(metrics.acc > 1)",
+        "metrics.acc IS NULL",
+        "tags.x IS 'y'",
     ],
 )
 def test_a_filter_it_cannot_read_is_invalid_parameter_value(sweep, bad):

@@ -93,12 +93,14 @@ class Run(BaseModel):
 
 class ConditionIn(Strict):
     """A comparison (see runyard.records.Condition); ``value`` a number, a text or, for IN
-    and NOT IN, a list of them."""
+    and NOT IN, a list of them; none for IS NULL and IS NOT NULL."""
 
     field: Literal["metric", "tag", "property", "attribute"]
     key: str
-    op: Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"]
-    value: float | str | list[float | str] | dict[str, str]  # a dict: a tagged float
+    op: Literal[
+        "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN", "IS NULL", "IS NOT NULL"
+    ]
+    value: float | str | list[float | str] | dict[str, str] | None = None  # dict: tagged float
 
 
 class OrderIn(Strict):

@@ -185,6 +185,14 @@ def _comparator(reader: _Reader) -> str:
         if following[0] == "word" and following[1].upper() == "IN":
             return "NOT IN"
         raise reader.fail("NOT is only allowed as NOT IN")
+    if word == "IS":
+        following = reader.take()
+        negated = following[0] == "word" and following[1].upper() == "NOT"
+        if negated:
+            following = reader.take()
+        if following[0] != "word" or following[1].upper() != "NULL":
+            raise reader.fail("IS is only allowed as IS NULL or IS NOT NULL")
+        return "IS NOT NULL" if negated else "IS NULL"
     if word in _WORD_OPS:
         return word
     raise reader.fail(f"expected a comparison (=, !=, <, >, LIKE, IN…), not {token[1]!r}")
@@ -233,7 +241,11 @@ def parse_filter(text: str | None) -> list[Condition]:
         field, key = _identifier(reader)
         op = _comparator(reader)
         kind = _value_kind(field, key)
-        if op in ("IN", "NOT IN"):
+        if op in ("IS NULL", "IS NOT NULL"):
+            if field not in ("tag", "property"):
+                raise reader.fail("IS NULL / IS NOT NULL is only supported for tags and params")
+            value: Any = None
+        elif op in ("IN", "NOT IN"):
             if reader.take()[0] != "open":
                 raise reader.fail(f"{op} takes a list in parentheses: ('a', 'b')")
             values = [_value(reader, kind)]
@@ -241,7 +253,7 @@ def parse_filter(text: str | None) -> list[Condition]:
                 values.append(_value(reader, kind))
             if token[0] != "close":
                 raise reader.fail("expected ',' or ')' in the list")
-            value: Any = tuple(values)
+            value = tuple(values)
         else:
             value = _value(reader, kind)
         if kind == "status":

@@ -125,6 +125,10 @@ def check_condition(condition: Condition) -> None:
             f"runs have no attribute {condition.key!r}; they have {', '.join(RUN_ATTRIBUTES)}"
         )
     numeric = field == "metric" or (field == "attribute" and condition.key in NUMERIC_ATTRIBUTES)
+    if op in ("IS NULL", "IS NOT NULL"):
+        if value is not None:
+            raise UserError(f"{op} takes no value, not {value!r}")
+        return
     if numeric and op in ("LIKE", "ILIKE"):
         raise UserError(f"{op} compares text; {field} {condition.key!r} is a number")
     if not numeric and op in ("<", "<=", ">", ">="):
@@ -155,8 +159,14 @@ def _compare(db: Database, expression: str, op: str, value: Any) -> tuple[str, l
 def _condition_sql(db: Database, condition: Condition) -> tuple[str, list[Any]]:
     check_condition(condition)
     if condition.field == "attribute":
-        return _compare(db, _ATTRIBUTE_COLUMNS[condition.key], condition.op, condition.value)
+        column = _ATTRIBUTE_COLUMNS[condition.key]
+        if condition.op in ("IS NULL", "IS NOT NULL"):
+            return f"{column} {condition.op}", []
+        return _compare(db, column, condition.op, condition.value)
     table, key_column, value_column = _KEYED[condition.field]
+    if condition.op in ("IS NULL", "IS NOT NULL"):  # the run has (no) such key at all
+        has = f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.{key_column} = ?)"
+        return (f"NOT {has}" if condition.op == "IS NULL" else has), [condition.key]
     test, params = _compare(db, f"x.{value_column}", condition.op, condition.value)
     sql = (
         f"EXISTS (SELECT 1 FROM {table} x WHERE x.run_id = r.id AND x.{key_column} = ? AND {test})"
