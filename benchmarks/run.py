@@ -112,6 +112,24 @@ def machine() -> dict[str, str]:
     }
 
 
+def mlflow_compare_rows(compared: dict[str, object]) -> list[list[str]]:
+    import mlflow_compare
+
+    return mlflow_compare.rows(compared)
+
+
+def mlflow_figures(folder: str) -> dict[str, object] | None:
+    """The stock MLflow client against runyard and MLflow's server, if it is installed."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        print("MLflow comparison skipped: pip install '.[mlflow-client]'", file=sys.stderr)
+        return None
+    import mlflow_compare
+
+    return mlflow_compare.measure(folder)
+
+
 def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -128,6 +146,7 @@ def main() -> None:
                 drop_schema(PG, schema)
         scripts = script_runs.measure(folder)
         served = server.measure(folder, PG if pg is not None else None)
+        compared = mlflow_figures(folder)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -161,6 +180,10 @@ def main() -> None:
     print(
         tabulate(server.rows(served), headers=["figure", *served, "target"], disable_numparse=True)
     )
+    if compared is not None:
+        print(f"the stock MLflow client {compared['mlflow_version']} against runyard and MLflow:")
+        headers = ["figure", "runyard", "mlflow server", "ratio", "client floor", "target"]
+        print(tabulate(mlflow_compare_rows(compared), headers=headers, disable_numparse=True))
     print(
         json.dumps(
             {
@@ -172,6 +195,7 @@ def main() -> None:
                 "script_runs_sqlite": scripts,
                 "cli_sqlite": cli,
                 "server": served,
+                "mlflow_compare": compared,
             }
         )
     )

@@ -62,6 +62,7 @@ class Server:
     """``runyard serve`` in its own session; RSS of its process tree sampled meanwhile."""
 
     def __init__(self, uri: str, artifacts: str, folder: str, workers: int = WORKERS) -> None:
+        self.artifacts = artifacts
         runyard = os.path.join(os.path.dirname(sys.executable), "runyard")
         self.log_path = os.path.join(folder, f"serve-{uuid.uuid4().hex[:6]}.log")
         argv = [runyard, "serve", "--workspace", uri, "--artifacts", artifacts]
