@@ -8,7 +8,6 @@ searches leave these runs out; runyard's show them under their source run."""
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from typing import Any
 
 from ...errors import NotFound, UserError
@@ -17,7 +16,7 @@ from ..auth import require_run
 from ._rpc import Call, rpc
 from .convert import latest_metric, ms
 from .experiments import get_experiment, runyard_id
-from .search import max_results, page_offset, page_token, parse_filter
+from .search import max_results, page_offset, parse_filter, search_page
 
 MODEL_TYPE, MODEL_TARGET = "mlflow.logged_model", "mlflow.model"
 _STATUS = {"Running": "LOGGED_MODEL_PENDING", "Completed": "LOGGED_MODEL_READY"}
@@ -192,15 +191,10 @@ def search(call: Call) -> dict[str, Any]:
         experiment_id=experiments[0] if len(experiments) == 1 else None,
         conditions=tuple(conditions),
     )
-    records = call.store.search_runs(query, limit=count + 1, offset=offset)
-    more = len(records) > count
-    records = records[:count]
-    series: dict[str, list[Any]] = defaultdict(list)
-    for summary in call.store.list_series([r.id for r in records]):
-        series[summary.run_id].append(summary)
+    records, series, token = search_page(call.store, query, count, offset)
     answer: dict[str, Any] = {"models": [model_json(call, r, series[r.id]) for r in records]}
-    if more:
-        answer["next_page_token"] = page_token(offset + count)
+    if token:
+        answer["next_page_token"] = token
     return answer
 
 

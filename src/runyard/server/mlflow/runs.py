@@ -28,7 +28,7 @@ from .convert import (
 )
 from .experiments import get_experiment, runyard_id
 from .models import NOT_A_MODEL
-from .search import max_results, page_offset, page_token, parse_filter, parse_order
+from .search import max_results, page_offset, page_token, parse_filter, parse_order, search_page
 
 # MLflow's limits (mlflow/utils/validation.py), enforced with its messages
 MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS, MAX_BATCH_ENTITIES = 1000, 100, 100, 1000
@@ -357,20 +357,15 @@ def search(call: Call) -> dict[str, Any]:
         order=orders,
         lifecycle=_VIEWS[view],
     )
-    records = call.store.search_runs(query, limit=count + 1, offset=offset)
-    more = len(records) > count
-    records = records[:count]
-    series: dict[str, list[Any]] = defaultdict(list)
-    for summary in call.store.list_series([r.id for r in records]):
-        series[summary.run_id].append(summary)
+    records, series, token = search_page(call.store, query, count, offset)
     default = _default(call)
     runs = []
     for record in records:
         shown = "0" if record.experiment_id == default else record.experiment_id
         runs.append(run_json(record, shown, series[record.id]))
     answer: dict[str, Any] = {"runs": runs} if runs else {}
-    if more:
-        answer["next_page_token"] = page_token(offset + count)
+    if token:
+        answer["next_page_token"] = token
     return answer
 
 

@@ -17,10 +17,11 @@ import binascii
 import json
 import math
 import re
+from collections import defaultdict
 from typing import Any
 
 from ...errors import UserError
-from ...records import Condition, Order
+from ...records import Condition, Order, RunQuery, RunRecord, SeriesSummary
 from .convert import MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
 
 _TYPES = {
@@ -325,3 +326,17 @@ def max_results(value: Any, default: int = 1000, limit: int = MAX_RESULTS) -> in
             f"{limit}, and at least 1."
         )
     return count
+
+
+def search_page(
+    store: Any, query: RunQuery, count: int, offset: int
+) -> tuple[list[RunRecord], dict[str, list[SeriesSummary]], str | None]:
+    """One page of a search: its runs, their series summaries by run id, and the token of
+    the next page (None on the last)."""
+    records = store.search_runs(query, limit=count + 1, offset=offset)
+    more = len(records) > count
+    records = records[:count]
+    series: dict[str, list[SeriesSummary]] = defaultdict(list)
+    for summary in store.list_series([r.id for r in records]):
+        series[summary.run_id].append(summary)
+    return records, series, page_token(offset + count) if more else None
