@@ -55,7 +55,9 @@ def ms(seconds: float | None) -> int | None:
 
 def mlflow_status(value: Any) -> str:
     """An MLflow status name (or enum number) checked; INVALID_PARAMETER_VALUE otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise UserError(f"Invalid value {value!r} for parameter 'status' supplied")
+    if isinstance(value, int):
         value = _STATUS_NUMBERS.get(value, value)
     if value not in STATUS_FROM_MLFLOW:
         raise UserError(
@@ -76,7 +78,10 @@ def number(value: Any, name: str) -> float:
         return _FLOAT_NAMES[value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"Invalid value {value!r} for parameter '{name}' supplied: a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise UserError(f"Invalid value for parameter '{name}' supplied: out of range") from None
 
 
 def integer(value: Any, name: str, default: int | None = None) -> int:
@@ -89,13 +94,16 @@ def integer(value: Any, name: str, default: int | None = None) -> int:
         value = "bool"
     try:
         result = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(
             f"Invalid value {value!r} for parameter '{name}' supplied: an integer"
         ) from None
     if not -(2**63) <= result < 2**63:
         raise UserError(f"Invalid value {value!r} for parameter '{name}' supplied: int64")
     return result
+
+
+MAX_TIMESTAMP = 2**53  # ms: kept as float seconds, a timestamp must come back the same
 
 
 def json_number(value: float) -> float | str:

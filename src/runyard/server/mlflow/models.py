@@ -37,7 +37,7 @@ def _model(call: Call, model_id: Any = None) -> RunRecord:
         record: RunRecord = call.store.get_run(model_id)
     except NotFound:
         record = None  # type: ignore[assignment]
-    if record is None or record.target != MODEL_TARGET:
+    if record is None or record.target != MODEL_TARGET or record.deleted is not None:
         raise NotFound(f"Logged model with ID '{model_id}' not found.")
     return record
 

@@ -8,12 +8,14 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from ..._validation import check_name, check_text
 from ...errors import Conflict, NotFound, UserError
 from ...records import TERMINAL_STATUSES, Condition, NewRun, RunQuery, RunRecord, SeriesAppend
 from ..auth import require_run
 from ._rpc import Call, rpc
 from .convert import (
     FIELD_TAGS,
+    MAX_TIMESTAMP,
     NOTE,
     PARENT,
     RUN_NAME,
@@ -84,14 +86,18 @@ def _key(key: Any, what: str) -> str:
         )
     if key.startswith("/") or ".." in key.split("/"):
         raise UserError(f"Invalid value {key!r} for parameter 'key' supplied: not a path")
+    check_name(key, f"{what} key")  # no NUL, control character or lone surrogate
     return key
 
 
 def _value(value: Any, what: str, limit: int) -> str:
     if value is None:
         value = ""
+    if isinstance(value, dict | list):
+        raise UserError(f"Invalid value {value!r} for the {what} value: text")
     if not isinstance(value, str):
         value = str(value)
+    check_text(value, f"{what} value")
     if len(value) > limit:
         raise UserError(
             f"'{value[:50]}...' exceeds the maximum length of {limit} characters for the "
@@ -191,6 +197,11 @@ def _metric_points(items: list[Any]) -> list[SeriesAppend]:
         key = _key(item.get("key"), "metric")
         value = number(item.get("value"), "value")
         stamp = integer(item.get("timestamp"), "timestamp", default=round(now * 1000))
+        if abs(stamp) > MAX_TIMESTAMP:
+            raise UserError(
+                f"Invalid value {stamp} for parameter 'timestamp' supplied: runyard keeps "
+                f"timestamps of at most {MAX_TIMESTAMP} ms (about 285,000 years)"
+            )
         step = integer(item.get("step"), "step", default=0)
         steps, values, times = by_key[key]
         steps.append(step)
@@ -223,6 +234,17 @@ def _log_params(call: Call, run: RunRecord, params: list[tuple[str, str]]) -> No
 
 
 def _set_tags(call: Call, run: RunRecord, tags: list[tuple[str, str]]) -> None:
+    plain, fields = _tag_changes(run, tags)
+    if plain:
+        call.store.set_tags(run.id, plain)
+    if fields:
+        call.store.update_run(run.id, **fields)
+
+
+def _tag_changes(
+    run: RunRecord, tags: list[tuple[str, str]]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """MLflow tags as (runyard tags, run fields), checked; nothing is written."""
     plain: dict[str, str | None] = {}
     fields: dict[str, str] = {}
     for key, value in tags:
@@ -236,10 +258,7 @@ def _set_tags(call: Call, run: RunRecord, tags: list[tuple[str, str]]) -> None:
                 )
         else:
             plain[key] = value
-    if plain:
-        call.store.set_tags(run.id, plain)
-    if fields:
-        call.store.update_run(run.id, **fields)
+    return plain, fields
 
 
 @rpc("POST", "/mlflow/runs/log-metric", "contributor")
@@ -309,6 +328,7 @@ def log_batch(call: Call) -> dict[str, Any]:
     param_pairs = _pairs(params, "param")
     tag_pairs = _pairs(tags, "tag")
     run = _active(call)
+    _tag_changes(run, tag_pairs)  # a tag that cannot be set refuses the batch before params
     _log_params(call, run, param_pairs)
     _set_tags(call, run, tag_pairs)
     if series:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...errors import UserError
 from ...records import Condition, Order, RunQuery, RunRecord, SeriesSummary
-from .convert import MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
+from .convert import MAX_TIMESTAMP, MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
 
 _TYPES = {
     "metric": "metric",
@@ -65,6 +65,7 @@ _TOKEN = re.compile(
 )
 _WORD_OPS = {"LIKE", "ILIKE", "IN", "NOT"}
 MAX_RESULTS = 50_000
+MAX_FILTER, MAX_CLAUSES = 10_000, 25  # a longer search could hold the server for seconds
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -170,6 +171,8 @@ def _value(reader: _Reader, kind: str) -> Any:
         if token[0] != "number":
             raise reader.fail(f"expected a number, not {token[1]!r}")
         value = float(token[1])
+        if kind == "time" and not abs(value) <= MAX_TIMESTAMP:
+            raise reader.fail(f"a time is at most {MAX_TIMESTAMP} ms, not {token[1][:30]}")
         return value
     if token[0] not in ("string",):
         raise reader.fail(f"expected a quoted value, not {token[1]!r}")
@@ -232,12 +235,18 @@ def _time_conditions(field: str, key: str, op: str, value: Any) -> list[Conditio
     return [Condition(field, key, op, limit)]
 
 
-def parse_filter(text: str | None) -> list[Condition]:
+def parse_filter(text: Any) -> list[Condition]:
     """The conditions of an MLflow filter string (empty: none)."""
-    if not text or not text.strip():
+    if not text:
+        return []
+    if not isinstance(text, str):
+        raise UserError("Invalid value for parameter 'filter' supplied: text")
+    if len(text) > MAX_FILTER:
+        raise UserError(f"Invalid filter: it has {len(text)} characters; at most {MAX_FILTER}")
+    if not text.strip():
         return []
     reader = _Reader(text)
-    conditions = []
+    conditions: list[Condition] = []
     while True:
         field, key = _identifier(reader)
         op = _comparator(reader)
@@ -261,6 +270,8 @@ def parse_filter(text: str | None) -> list[Condition]:
             op, value = _status_values(
                 reader, op, list(value) if op in ("IN", "NOT IN") else [value]
             )
+        if len(conditions) >= MAX_CLAUSES:
+            raise reader.fail(f"it has more than {MAX_CLAUSES} clauses")
         if kind == "time":
             conditions += _time_conditions(field, key, op, value)
         else:
@@ -296,13 +307,15 @@ def parse_order(items: list[str] | None) -> tuple[Order, ...]:
     return tuple(orders)
 
 
-def page_offset(token: str | None) -> int:
+def page_offset(token: Any) -> int:
     if not token:
         return 0
+    if not isinstance(token, str):
+        raise UserError("Invalid value for parameter 'page_token' supplied: text")
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        offset = int(data["offset"])
-        if offset < 0:
+        offset = data["offset"]
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**62:
             raise ValueError(offset)
     except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
         raise UserError(f"Invalid page token {token[:100]!r}") from None

@@ -25,6 +25,7 @@ from ...records import (
 from .database import Database
 
 MAX_NAMED_MATCHES = 50_000
+MAX_CONDITIONS = 25
 _COMPOUND_TERMS = 250
 _COLUMN_NAMES = (
     "id", "name", "display_name", "description", "type", "target", "status", "submitted_by",
@@ -231,6 +232,11 @@ def search_sql(
         for select, pair in filter_selects(db, query):
             where.append(f"r.id IN ({select})")
             params.extend(pair)
+    if len(query.conditions) > MAX_CONDITIONS:
+        raise UserError(
+            f"a search has {len(query.conditions)} conditions; at most {MAX_CONDITIONS} (more "
+            "would keep the database busy for seconds)"
+        )
     for condition in query.conditions:
         sql, values = _condition_sql(db, condition)
         where.append(sql)
