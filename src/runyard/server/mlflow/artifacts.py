@@ -24,6 +24,7 @@ from ...errors import NotFound, RunyardError, UserError
 from ..api.files import file_response, receive_file
 from ..auth import _needs
 from ._rpc import error_response, json_response, log
+from .experiments import mlflow_id
 
 _ROOT = "artifacts"
 
@@ -83,9 +84,7 @@ def _check_experiment(request: Request, experiment: str, run_id: str) -> None:
         record = store.get_run(run_id)
     except NotFound:
         raise NotFound(f"Run with id={run_id} not found") from None
-    default = store.find_experiment("Default")
-    shown = "0" if default is not None and record.experiment_id == default.id else None
-    if experiment not in (record.experiment_id, shown):
+    if experiment not in (record.experiment_id, mlflow_id(store, record.experiment_id)):
         raise NotFound(f"run {run_id} is not in experiment {experiment}")
 
 

@@ -31,6 +31,13 @@ def default_id(store: Any) -> str:
     return str(found.id)
 
 
+def mlflow_id(store: Any, experiment_id: str) -> str:
+    """The id MLflow's face shows for the runyard experiment ``experiment_id`` ("0" for the
+    Default experiment), without creating anything."""
+    found = store.find_experiment(DEFAULT_EXPERIMENT)
+    return "0" if found is not None and found.id == experiment_id else experiment_id
+
+
 def runyard_id(store: Any, experiment_id: Any) -> str:
     """The runyard id of an MLflow experiment id ("0" is the Default experiment)."""
     if not isinstance(experiment_id, str | int) or isinstance(experiment_id, bool):

@@ -15,7 +15,7 @@ from ...records import TERMINAL_STATUSES, Condition, NewRun, RunQuery, RunRecord
 from ..auth import require_run
 from ._rpc import Call, rpc
 from .convert import latest_metric, ms
-from .experiments import get_experiment, runyard_id
+from .experiments import get_experiment, mlflow_id, runyard_id
 from .search import max_results, page_offset, parse_filter, search_page
 
 MODEL_TYPE, MODEL_TARGET = "mlflow.logged_model", "mlflow.model"
@@ -50,8 +50,7 @@ def _writable(call: Call) -> RunRecord:
 
 
 def _shown(call: Call, experiment_id: str) -> str:
-    found = call.store.find_experiment("Default")
-    return "0" if found is not None and found.id == experiment_id else experiment_id
+    return mlflow_id(call.store, experiment_id)
 
 
 def model_json(call: Call, record: RunRecord, series: list[Any] | None = None) -> dict[str, Any]:
