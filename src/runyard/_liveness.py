@@ -30,7 +30,7 @@ from .errors import Forbidden
 
 if TYPE_CHECKING:
     from .artifacts.base import ArtifactStore
-    from .records import SupervisedRun
+    from .records import RunRecord, SupervisedRun
     from .store.base import Store
 
 DEFAULTS = {
@@ -263,3 +263,12 @@ def _format_time(t: float) -> str:
 
     text = datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return text[:-3] + "Z"
+
+
+def cancel_status(run: RunRecord) -> str:
+    """The status that cancels ``run``: CancelRequested for a supervised run whose
+    supervisor is alive (it stops the script's processes, then marks the run Canceled),
+    Canceled for any other run."""
+    if run.heartbeat is not None and run.status != "NotResponding":
+        return "CancelRequested"
+    return "Canceled"

@@ -31,6 +31,25 @@ class ExperimentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperimentOverview:
+    """An experiment at a glance: its top-level runs (deleted ones left out), how many
+    have each status, and when the latest of them last showed a sign of life."""
+
+    experiment: ExperimentRecord
+    runs: int
+    statuses: dict[str, int]
+    last_activity: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One status a run took, and when."""
+
+    status: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """What a store needs to create one run."""
 

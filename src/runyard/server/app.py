@@ -32,6 +32,8 @@ class ServerSettings:
 
     ``auth=False`` answers every request as an admin: only for a server on a loopback
     address. The limits bound request bodies: a larger one is refused with 413.
+    ``runyard studio`` sets ``studio_secret`` and ``login_code``: opening ``/login?code=``
+    once signs a browser in as the workspace's owner (an admin).
     """
 
     auth: bool = True
@@ -39,6 +41,9 @@ class ServerSettings:
     max_batch_bytes: int = 256 * MB
     max_artifact_bytes: int = 64 * 1024 * MB
     public_url: str | None = None
+    # runyard studio: the session secret its one-time link signs in with, and that link's code
+    studio_secret: str | None = None
+    login_code: str | None = None
 
 
 class JSON(JSONResponse):
@@ -61,7 +66,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
     >>> from runyard.server import create_app, ServerSettings   # doctest: +SKIP
     >>> app = create_app(store, artifacts, ServerSettings(auth=False))  # doctest: +SKIP
     """
-    from .api import events, experiments, files, metrics, runs, tokens
+    from .api import events, experiments, files, metrics, runs, series, tokens
     from .api.schemas import ErrorBody
 
     app = FastAPI(
@@ -90,7 +95,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
             (503, "The store cannot be reached"),
         )
     }
-    for module in (experiments, runs, metrics, files, events, tokens):
+    for module in (experiments, runs, metrics, series, files, events, tokens):
         app.include_router(module.router, prefix="/api/v1", responses=errors)
 
     @app.get("/api/openapi.json", include_in_schema=False)
@@ -131,6 +136,11 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
         return error_response(
             "InternalError", f"the server failed on this request ({type(exc).__name__})", 500
         )
+
+    from . import studio
+
+    app.include_router(studio.session_router, prefix="/api/v1", responses=errors)
+    app.include_router(studio.router)
 
     from .mlflow import mlflow_app
 

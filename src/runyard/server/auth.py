@@ -12,6 +12,7 @@ a run outside a token's scope 403 (:class:`Forbidden`).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -49,11 +50,22 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "admin", None)
+# who signs in through the one-time link of ``runyard studio`` (the workspace's owner)
+STUDIO = Principal("studio", "admin", None)
+SESSION_COOKIE = "runyard_session"
+CSRF_COOKIE = "runyard_csrf"
+CSRF_HEADER = "X-Runyard-CSRF"
 
 
 def _secret(request: Request) -> str:
+    """The token of ``request``: its ``Authorization: Bearer`` header, else its studio
+    session cookie (then a change needs the CSRF header too)."""
     header = request.headers.get("authorization")
     if not header:
+        cookie = request.cookies.get(session_cookie(request))
+        if cookie:
+            _check_csrf(request)
+            return cookie
         raise Unauthenticated(NO_TOKEN)
     scheme, _, secret = header.strip().partition(" ")
     secret = secret.strip()
@@ -65,15 +77,44 @@ def _secret(request: Request) -> str:
     return secret
 
 
+def session_cookie(request: Request) -> str:
+    """The name of the studio's session cookie. Browsers share cookies between the ports
+    of one host, so the name carries the port: two servers on one machine keep apart."""
+    port = request.url.port
+    return f"{SESSION_COOKIE}_{port}" if port else SESSION_COOKIE
+
+
+def csrf_cookie(request: Request) -> str:
+    port = request.url.port
+    return f"{CSRF_COOKIE}_{port}" if port else CSRF_COOKIE
+
+
+def _check_csrf(request: Request) -> None:
+    """A request signed in by cookie that changes something must echo the CSRF cookie in
+    the ``X-Runyard-CSRF`` header: a page of another site can send the cookie (were it
+    not SameSite) but can neither read it nor set that header."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER, "").encode()
+    expected = request.cookies.get(csrf_cookie(request), "").encode()
+    if not expected or not hmac.compare_digest(sent, expected):
+        raise Forbidden(
+            f"this change comes with the studio's session cookie but without a matching "
+            f"{CSRF_HEADER} header; reload the studio page, or send a token in the "
+            "Authorization header instead"
+        )
+
+
 def authenticate(request: Request) -> Principal:
     """The principal of ``request`` (once per request), or Unauthenticated."""
     cached = getattr(request.state, _STATE_KEY, None)
     if isinstance(cached, Principal):
         return cached
-    if not request.app.state.settings.auth:
+    settings = request.app.state.settings
+    if not settings.auth:
         principal = ANONYMOUS
     else:
-        principal = _check_token(request.app.state.store, _secret(request))
+        principal = _principal(request.app.state.store, settings, _secret(request))
     setattr(request.state, _STATE_KEY, principal)
     return principal
 
@@ -82,13 +123,21 @@ def still_allowed(request: Request) -> bool:
     """Does the token of ``request`` still work (not revoked, not expired, its run's scope
     alive)? For a long answer, such as an event stream, that outlives its token's checks.
     """
-    if not request.app.state.settings.auth:
+    settings = request.app.state.settings
+    if not settings.auth:
         return True
     try:
-        _check_token(request.app.state.store, _secret(request))
+        _principal(request.app.state.store, settings, _secret(request))
     except Unauthenticated:
         return False
     return True
+
+
+def _principal(store: Any, settings: Any, secret: str) -> Principal:
+    studio = getattr(settings, "studio_secret", None)
+    if studio and hmac.compare_digest(secret.encode(), studio.encode()):
+        return STUDIO
+    return _check_token(store, secret)
 
 
 def _check_token(store: Any, secret: str) -> Principal:

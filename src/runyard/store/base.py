@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..records import (
     ArtifactRecord,
+    ExperimentOverview,
     ExperimentRecord,
     MetricHistory,
     NewRun,
@@ -20,6 +21,7 @@ from ..records import (
     RunRecord,
     SeriesAppend,
     SeriesSummary,
+    StatusChange,
     SupervisedRun,
 )
 
@@ -53,6 +55,18 @@ class Store(Protocol):
         limit: int = 500,
         offset: int = 0,
     ) -> list[RunRecord]: ...
+    def count_runs(self, query: RunQuery) -> int:
+        """How many runs match ``query``, every page of it."""
+        ...
+
+    def experiment_overview(self, view_type: str = "ActiveOnly") -> list[ExperimentOverview]:
+        """Experiments with their top-level runs counted by status, latest activity first."""
+        ...
+
+    def status_history(self, run_id: str) -> list[StatusChange]:
+        """Every status the run took, oldest first."""
+        ...
+
     def set_deleted(self, run_id: str, deleted: bool) -> RunRecord: ...
     def update_run(self, run_id: str, **fields: Any) -> RunRecord: ...
     def set_status(

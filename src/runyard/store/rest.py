@@ -19,6 +19,7 @@ from ..errors import Conflict, NotFound, ServerUnreachable
 from ..records import (
     TERMINAL_STATUSES,
     ArtifactRecord,
+    ExperimentOverview,
     ExperimentRecord,
     MetricHistory,
     NewRun,
@@ -27,6 +28,7 @@ from ..records import (
     RunRecord,
     SeriesAppend,
     SeriesSummary,
+    StatusChange,
     SupervisedRun,
 )
 from . import _json, wire
@@ -132,16 +134,27 @@ class RestStore:
         limit: int = 500,
         offset: int = 0,
     ) -> list[RunRecord]:
-        fields = _fields(query)
-        fields["conditions"] = [_fields(c) for c in query.conditions]
-        fields["order"] = [_fields(o) for o in query.order]
         body = {
-            "query": fields,
+            "query": _query(query),
             "after": list(after) if after else None,
             "limit": limit,
             "offset": offset,
         }
         return [RunRecord(**r) for r in self._call("POST", "/runs/search", body)]
+
+    def count_runs(self, query: RunQuery) -> int:
+        found = self._call("POST", "/runs/count", {"query": _query(query)})
+        return int(found["count"])
+
+    def experiment_overview(self, view_type: str = "ActiveOnly") -> list[ExperimentOverview]:
+        found = self._call("GET", "/experiments/overview", params={"view_type": view_type})
+        return [
+            ExperimentOverview(**{**o, "experiment": ExperimentRecord(**o["experiment"])})
+            for o in found
+        ]
+
+    def status_history(self, run_id: str) -> list[StatusChange]:
+        return [StatusChange(**c) for c in self._call("GET", f"/runs/{_q(run_id)}/statuses")]
 
     def set_deleted(self, run_id: str, deleted: bool) -> RunRecord:
         action = "delete" if deleted else "restore"
@@ -381,6 +394,13 @@ def _path(path: str) -> str:
 
 def _fields(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _query(query: RunQuery) -> dict[str, Any]:
+    fields = _fields(query)
+    fields["conditions"] = [_fields(c) for c in query.conditions]
+    fields["order"] = [_fields(o) for o in query.order]
+    return fields
 
 
 def _new_run(run: NewRun) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from ..._validation import check_name
 from ..auth import Principal, admin, contributor, reader
 from .schemas import Experiment, ExperimentIn, TagChanges, plain
+from .schemas import ExperimentOverview as ExperimentOverviewOut
 
 router = APIRouter(tags=["experiments"])
 ViewType = Literal["ActiveOnly", "ArchivedOnly", "All"]
@@ -43,6 +44,18 @@ def list_experiments(
         found = store.find_experiment(name)
         return [plain(found)] if found is not None else []
     return [plain(e) for e in store.list_experiments(view_type)]
+
+
+@router.get("/experiments/overview", response_model=list[ExperimentOverviewOut])
+def overview(
+    request: Request,
+    who: Annotated[Principal, Depends(reader)],
+    view_type: ViewType = "ActiveOnly",
+) -> Any:
+    """Experiments with their top-level runs counted by status and the time of their
+    latest activity, most recent first."""
+    found = request.app.state.store.experiment_overview(view_type)
+    return [{**plain(o), "experiment": plain(o.experiment)} for o in found]
 
 
 @router.get("/experiments/{experiment_id}", response_model=Experiment)

@@ -8,19 +8,33 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ... import _liveness
 from ..._validation import check_name, check_run_id
-from ...records import Condition, NewRun, Order, RunQuery
+from ...errors import UserError
+from ...records import (
+    POST_PROCESSING_STATUSES,
+    RUNNING_STATUSES,
+    TERMINAL_STATUSES,
+    Condition,
+    NewRun,
+    Order,
+    RunQuery,
+)
+from ...run_filter import parse_run_filter
 from ...store import _json
 from ..app import JSON
 from ..auth import Principal, contributor, reader, require_run
 from .schemas import (
+    Count,
     Expired,
     ExpireIn,
     HeartbeatIn,
     NewRunsIn,
     PropertiesIn,
     Run,
+    RunQueryIn,
     RunUpdate,
+    SearchCountIn,
     SearchIn,
+    StatusChange,
     StatusIn,
     SupervisedRun,
     TagChanges,
@@ -28,6 +42,7 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["runs"])
+_CANCELABLE = (*RUNNING_STATUSES, *POST_PROCESSING_STATUSES)
 Reader = Annotated[Principal, Depends(reader)]
 Contributor = Annotated[Principal, Depends(contributor)]
 
@@ -67,17 +82,52 @@ def get_run(run_id: str, request: Request, who: Reader) -> Any:
 
 @router.post("/runs/search", response_model=list[Run])
 def search_runs(body: SearchIn, request: Request, who: Reader) -> Any:
-    """Runs matching ``query``, newest first; ``after`` (created, number) starts below
-    that run, for the next page."""
-    fields = body.query.model_dump()
-    fields["conditions"] = tuple(
-        Condition(**{**c, "value": _json.untag(c["value"])}) for c in fields["conditions"]
-    )
-    fields["order"] = tuple(Order(**o) for o in fields["order"])
+    """Runs matching ``query`` (and ``filter``, runyard's run filter text), newest first
+    unless ``query.order`` says otherwise; ``after`` (created, number) starts below that
+    run, for the next page, or ``offset`` skips runs."""
     runs = request.app.state.store.search_runs(
-        RunQuery(**fields), after=body.after, limit=body.limit, offset=body.offset
+        _query(body.query, body.filter), after=body.after, limit=body.limit, offset=body.offset
     )
     return JSON([plain(r) for r in runs])  # as stored: no second check of each field
+
+
+@router.post("/runs/count", response_model=Count)
+def count_runs(body: SearchCountIn, request: Request, who: Reader) -> Any:
+    """How many runs match ``query`` and ``filter``, every page of them."""
+    return {"count": request.app.state.store.count_runs(_query(body.query, body.filter))}
+
+
+def _query(body: RunQueryIn, text: str | None) -> RunQuery:
+    fields = body.model_dump()
+    fields["conditions"] = tuple(
+        Condition(**{**c, "value": _json.untag(c["value"])}) for c in fields["conditions"]
+    ) + parse_run_filter(text)
+    fields["order"] = tuple(Order(**o) for o in fields["order"])
+    return RunQuery(**fields)
+
+
+@router.get("/runs/{run_id}/statuses", response_model=list[StatusChange])
+def status_history(run_id: str, request: Request, who: Reader) -> Any:
+    """Every status the run took, oldest first, with its time."""
+    check_run_id(run_id)
+    return [plain(c) for c in request.app.state.store.status_history(run_id)]
+
+
+@router.post("/runs/{run_id}/cancel", response_model=Run)
+def cancel_run(run_id: str, request: Request, who: Contributor) -> Any:
+    """Cancel a run as ``Run.cancel()`` does: a script run whose supervisor is alive
+    becomes CancelRequested (its processes are stopped, then it is Canceled); any other
+    run Canceled at once. A finished run is a 400."""
+    check_run_id(run_id)
+    store = request.app.state.store
+    require_run(who, store, run_id)
+    _liveness.expire_silent_runs(store, request.app.state.artifacts, run_id)
+    run = store.get_run(run_id)
+    if run.status not in TERMINAL_STATUSES:
+        run = store.set_status(run_id, _liveness.cancel_status(run), only_from=_CANCELABLE)
+    if run.status not in ("CancelRequested", "Canceled"):
+        raise UserError(f"run {run_id} is already {run.status}; a finished run cannot be canceled")
+    return plain(run)
 
 
 @router.post("/runs/{run_id}/delete", response_model=Run)

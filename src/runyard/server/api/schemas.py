@@ -125,6 +125,7 @@ class RunQueryIn(Strict):
 
 class SearchIn(Strict):
     query: RunQueryIn = RunQueryIn()
+    filter: str | None = Field(None, description="runyard's run filter (runyard.run_filter)")
     after: tuple[float, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]] | None = None
     limit: int = Field(500, ge=1, le=50_000)
     offset: int = Field(0, ge=0, le=2**62)
@@ -216,3 +217,44 @@ class Snapshot(BaseModel):
 def plain(record: Any) -> dict[str, Any]:
     """A record (frozen dataclass) as a JSON-ready dict, without a deep copy."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+class SearchCountIn(Strict):
+    query: RunQueryIn = RunQueryIn()
+    filter: str | None = Field(None, description="runyard's run filter (runyard.run_filter)")
+
+
+class Count(BaseModel):
+    count: int
+
+
+class ExperimentOverview(BaseModel):
+    experiment: Experiment
+    runs: int
+    statuses: dict[str, int]
+    last_activity: float | None
+
+
+class StatusChange(BaseModel):
+    status: str
+    time: float
+
+
+class SampledSeries(BaseModel):
+    name: str
+    kind: str
+    count: int  # points in the range asked for
+    total: int  # points in the series
+    sampled: bool  # fewer points than the range holds
+    steps: list[int]
+    values: list[float]
+
+
+class SeriesPoints(BaseModel):
+    name: str
+    kind: str
+    total: int
+    offset: int
+    steps: list[int]
+    values: list[Any]
+    times: list[float]

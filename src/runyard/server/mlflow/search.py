@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from ..._filter_text import Reader, comparator, unquote
 from ...errors import UserError
 from ...records import Condition, Order, RunQuery, RunRecord, SeriesSummary
 from .convert import MAX_TIMESTAMP, MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
@@ -51,73 +52,15 @@ _ATTRIBUTES = {
     "end_time": ("end", "time"),
 }
 _FIELD_TAGS = {RUN_NAME: "display_name", PARENT: "parent_id", NOTE: "description"}
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-    | (?P<backquoted>`[^`]*`)
-    | (?P<op><=|>=|!=|<>|==|=|<|>)
-    | (?P<open>\()|(?P<close>\))|(?P<comma>,)
-    | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
-    | (?P<word>[A-Za-z_][\w-]*(?:\.[\w-]+)*)
-    | (?P<dot>\.)
-    )""",
-    re.VERBOSE,
-)
-_WORD_OPS = {"LIKE", "ILIKE", "IN", "NOT"}
 MAX_RESULTS = 50_000
 MAX_FILTER, MAX_CLAUSES = 10_000, 25  # a longer search could hold the server for seconds
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    found, at = [], 0
-    text = text.rstrip()
-    while at < len(text):
-        match = _TOKEN.match(text, at)
-        if match is None or match.end() == at:
-            raise UserError(
-                f"Invalid filter {text!r}: cannot read it at {text[at : at + 20].strip()!r}"
-            )
-        kind = match.lastgroup
-        assert kind is not None
-        found.append((kind, match.group(kind)))
-        at = match.end()
-    return found
-
-
-def _unquote(token: tuple[str, str]) -> str:
-    kind, text = token
-    if kind == "string":
-        return text[1:-1].replace(text[0] * 2, text[0])
-    if kind == "backquoted":
-        return text[1:-1]
-    return text
-
-
-class _Reader:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokens(text)
-        self.at = 0
-
-    def peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.at] if self.at < len(self.tokens) else None
-
-    def take(self) -> tuple[str, str]:
-        token = self.peek()
-        if token is None:
-            raise UserError(f"Invalid filter {self.text!r}: it ends too early")
-        self.at += 1
-        return token
-
-    def fail(self, what: str) -> UserError:
-        return UserError(f"Invalid filter {self.text!r}: {what}")
-
-
-def _identifier(reader: _Reader) -> tuple[str, str]:
+def _identifier(reader: Reader) -> tuple[str, str]:
     """(runyard field, key) of the identifier at the reader."""
     token = reader.take()
     if token[0] in ("string", "backquoted"):
-        return _attribute(reader, _unquote(token))
+        return _attribute(reader, unquote(token))
     if token[0] != "word":
         raise reader.fail(f"expected a name such as metrics.acc, not {token[1]!r}")
     head, _, rest = token[1].partition(".")
@@ -137,7 +80,7 @@ def _identifier(reader: _Reader) -> tuple[str, str]:
         key_token = reader.take()
         if key_token[0] not in ("string", "backquoted", "word"):
             raise reader.fail(f"expected a key after {head}.")
-        rest = _unquote(key_token)
+        rest = unquote(key_token)
     if kind == "attribute":
         return _attribute(reader, rest)
     if kind == "tag" and rest in _FIELD_TAGS:
@@ -145,7 +88,7 @@ def _identifier(reader: _Reader) -> tuple[str, str]:
     return kind, rest
 
 
-def _attribute(reader: _Reader, name: str) -> tuple[str, str]:
+def _attribute(reader: Reader, name: str) -> tuple[str, str]:
     found = _ATTRIBUTES.get(name) or _ATTRIBUTES.get(name.lower())
     if found is None:
         raise reader.fail(
@@ -165,7 +108,7 @@ def _value_kind(field: str, key: str) -> str:
     return "text"
 
 
-def _value(reader: _Reader, kind: str) -> Any:
+def _value(reader: Reader, kind: str) -> Any:
     token = reader.take()
     if kind in ("number", "time"):
         if token[0] != "number":
@@ -176,33 +119,10 @@ def _value(reader: _Reader, kind: str) -> Any:
         return value
     if token[0] not in ("string",):
         raise reader.fail(f"expected a quoted value, not {token[1]!r}")
-    return _unquote(token)
+    return unquote(token)
 
 
-def _comparator(reader: _Reader) -> str:
-    token = reader.take()
-    if token[0] == "op":
-        return {"<>": "!=", "==": "="}.get(token[1], token[1])
-    word = token[1].upper() if token[0] == "word" else ""
-    if word == "NOT":
-        following = reader.take()
-        if following[0] == "word" and following[1].upper() == "IN":
-            return "NOT IN"
-        raise reader.fail("NOT is only allowed as NOT IN")
-    if word == "IS":
-        following = reader.take()
-        negated = following[0] == "word" and following[1].upper() == "NOT"
-        if negated:
-            following = reader.take()
-        if following[0] != "word" or following[1].upper() != "NULL":
-            raise reader.fail("IS is only allowed as IS NULL or IS NOT NULL")
-        return "IS NOT NULL" if negated else "IS NULL"
-    if word in _WORD_OPS:
-        return word
-    raise reader.fail(f"expected a comparison (=, !=, <, >, LIKE, IN…), not {token[1]!r}")
-
-
-def _status_values(reader: _Reader, op: str, values: list[str]) -> tuple[str, tuple[str, ...]]:
+def _status_values(reader: Reader, op: str, values: list[str]) -> tuple[str, tuple[str, ...]]:
     """A condition on MLflow status names as one on runyard's statuses."""
     names = STATUS_TO_MLFLOW.values()
     if op in ("LIKE", "ILIKE"):
@@ -245,11 +165,11 @@ def parse_filter(text: Any) -> list[Condition]:
         raise UserError(f"Invalid filter: it has {len(text)} characters; at most {MAX_FILTER}")
     if not text.strip():
         return []
-    reader = _Reader(text)
+    reader = Reader(text)
     conditions: list[Condition] = []
     while True:
         field, key = _identifier(reader)
-        op = _comparator(reader)
+        op = comparator(reader)
         kind = _value_kind(field, key)
         if op in ("IS NULL", "IS NOT NULL"):
             if field not in ("tag", "property"):
@@ -292,7 +212,7 @@ def parse_order(items: list[str] | None) -> tuple[Order, ...]:
     for item in items or []:
         if not isinstance(item, str) or not item.strip():
             raise UserError(f"Invalid order_by clause {item!r}")
-        reader = _Reader(item)
+        reader = Reader(item)
         field, key = _identifier(reader)
         descending = False
         token = reader.peek()

@@ -200,9 +200,11 @@ def search_sql(
     after: tuple[float, int] | None,
     limit: int,
     offset: int,
+    count: bool = False,
 ) -> tuple[str, list[Any]] | None:
     """The SELECT of ``columns`` from ``source`` (which names the runs ``r``) for ``query``
-    and its parameters; None when no run can match."""
+    and its parameters; None when no run can match. ``count`` leaves out the order and the
+    page, for a ``COUNT(*)`` of every match."""
     if query.order and after is not None:
         raise UserError("a search sorted by `order` pages with an offset, not with `after`")
     if offset < 0:
@@ -244,16 +246,16 @@ def search_sql(
     if after is not None:
         where.append("(r.created_at < ? OR (r.created_at = ? AND r.number < ?))")
         params.extend((after[0], after[0], after[1]))
+    select = f"{prefix}SELECT {columns} FROM {source} WHERE {' AND '.join(where) or '1 = 1'}"
+    if count:
+        return select, params
     orders = []
     for order in query.order:
         sql, values = _order_sql(order)
         orders.append(sql)
         params += values
     orders += ["r.created_at DESC", "r.number DESC", "r.id"]
-    sql = (
-        f"{prefix}SELECT {columns} FROM {source} WHERE {' AND '.join(where) or '1 = 1'} "
-        f"ORDER BY {', '.join(orders)} LIMIT {int(limit)}"
-    )
+    sql = f"{select} ORDER BY {', '.join(orders)} LIMIT {int(limit)}"
     if offset:
         sql += f" OFFSET {int(offset)}"
     return sql, params

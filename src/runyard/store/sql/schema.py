@@ -225,6 +225,61 @@ def _soft_delete_and_numbers(cur: SqlCursor) -> None:
         )
 
 
+def _status_changes(cur: SqlCursor) -> None:
+    """Every status a run takes, with its time, kept by triggers on ``runs``: whichever
+    path changes a status (a script, a supervisor, the liveness rule, a server) is noted.
+    A status that starts or ends a run takes the run's start or end time; any other the
+    database's clock. Existing runs get their current status only."""
+    real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    cur.execute(
+        f"""CREATE TABLE run_status_changes (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            status TEXT NOT NULL,
+            at {real} NOT NULL
+        )"""
+    )
+    cur.execute("CREATE INDEX run_status_changes_by_run ON run_status_changes (run_id, at)")
+    cur.execute(
+        "INSERT INTO run_status_changes (run_id, status, at) "
+        "SELECT id, status, COALESCE(ended_at, started_at, created_at) FROM runs"
+    )
+    if cur.dialect == "postgresql":
+        now = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    else:
+        now = "((julianday('now') - 2440587.5) * 86400.0)"
+    when = (
+        "CASE WHEN NEW.ended_at IS NOT NULL AND OLD.ended_at IS NULL THEN NEW.ended_at "
+        "WHEN NEW.started_at IS NOT NULL AND OLD.started_at IS NULL THEN NEW.started_at "
+        f"ELSE {now} END"
+    )
+    if cur.dialect == "postgresql":
+        cur.execute(
+            f"""CREATE OR REPLACE FUNCTION runyard_status_change() RETURNS trigger AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, NEW.created_at);
+                ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+                    INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, {when});
+                END IF;
+                RETURN NULL;
+            END; $$ LANGUAGE plpgsql"""
+        )
+        cur.execute(
+            "CREATE TRIGGER runs_status_changes AFTER INSERT OR UPDATE OF status ON runs "
+            "FOR EACH ROW EXECUTE FUNCTION runyard_status_change()"
+        )
+        return
+    cur.execute(
+        """CREATE TRIGGER runs_status_created AFTER INSERT ON runs BEGIN
+        INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, NEW.created_at); END"""
+    )
+    cur.execute(
+        f"""CREATE TRIGGER runs_status_changed AFTER UPDATE OF status ON runs
+        WHEN NEW.status IS NOT OLD.status BEGIN
+        INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, {when}); END"""
+    )
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
@@ -233,6 +288,7 @@ MIGRATIONS = [
     (5, _postgres_64_bit_steps),
     (6, _server_tables),
     (7, _soft_delete_and_numbers),
+    (8, _status_changes),
 ]
 LATEST = MIGRATIONS[-1][0]
 

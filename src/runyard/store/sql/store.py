@@ -22,6 +22,7 @@ from ...errors import Conflict, NotFound, UserError
 from ...records import (
     TERMINAL_STATUSES,
     ArtifactRecord,
+    ExperimentOverview,
     ExperimentRecord,
     MetricHistory,
     NewRun,
@@ -30,9 +31,10 @@ from ...records import (
     RunRecord,
     SeriesAppend,
     SeriesSummary,
+    StatusChange,
     SupervisedRun,
 )
-from . import metrics, run_search
+from . import metrics, overview, run_search
 from .database import Database, SqlCursor, _without_password
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
@@ -369,6 +371,19 @@ class SqlStore(TokensMixin):
             self.db, query, _RUN_COLUMNS, _RUN_FROM, after=after, limit=limit, offset=offset
         )
         return [] if found is None else self._hydrate(self.db.read(*found))
+
+    def count_runs(self, query: RunQuery) -> int:
+        return overview.count_runs(self.db, query, _RUN_FROM)
+
+    def experiment_overview(self, view_type: str = "ActiveOnly") -> list[ExperimentOverview]:
+        return overview.experiment_overview(self.db, self.list_experiments(view_type))
+
+    def status_history(self, run_id: str) -> list[StatusChange]:
+        check_run_id(run_id)
+        found = overview.status_history(self.db, run_id)
+        if not found:
+            self.get_run(run_id)  # NotFound for a run that does not exist
+        return found
 
     def set_deleted(self, run_id: str, deleted: bool) -> RunRecord:
         """Soft-delete a run (MLflow's ``delete_run``), or restore it: a deleted run keeps
