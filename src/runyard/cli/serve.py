@@ -49,17 +49,8 @@ def serve_command(
     """
     from ..server.app import ServerSettings
     from ..server.serving import serve
-    from ..workspace import Workspace
-    from ._common import state
 
-    top = click.get_current_context().find_root().params
-    state.debug = bool(debug or top.get("debug"))
-    uri = workspace_uri or top.get("workspace_uri")
-    artifacts = artifacts or top.get("artifacts")
-    if uri is None:  # the project's workspace, as every command finds it
-        ws = Workspace.from_config(".", _create=False, _artifacts=artifacts)
-        uri, artifacts = ws.uri, ws.artifacts_root
-        ws._store.close()
+    uri, artifacts = _workspace(workspace_uri, artifacts, debug)
     settings = ServerSettings(
         auth=not no_auth,
         max_json_bytes=max_json_mb * MB,
@@ -70,5 +61,55 @@ def serve_command(
     serve(uri, artifacts, host, port, workers, settings, echo=click.echo)
 
 
+@click.command("studio", epilog="Example: runyard studio --port 8700 --no-browser")
+@click.option("--port", default=8600, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (a free one if it is taken).")  # fmt: skip
+@click.option("--no-browser", is_flag=True, help="Print the sign-in link; open no browser.")
+@global_options
+def studio_command(
+    port: int,
+    no_browser: bool,
+    workspace_uri: str | None,
+    artifacts: str | None,
+    debug: bool,
+    **_: Any,
+) -> None:
+    """Open the studio: this workspace's experiments, runs, charts and logs in a browser.
+
+    A local workspace is served on 127.0.0.1 until Ctrl-C, and a one-time sign-in link is
+    printed and opened. A server workspace's studio is the server's own pages.
+    """
+    from ..server.serving import _open, studio
+    from ..store import is_server_uri
+
+    uri, artifacts = _workspace(workspace_uri, artifacts, debug)
+    if is_server_uri(uri):
+        click.echo(f"The studio of this workspace is its server's: {uri}/ (sign in with a token)")
+        if not no_browser:
+            _open(f"{uri}/")
+        return
+    studio(uri, artifacts, port, not no_browser, echo=click.echo)
+
+
+def _workspace(
+    workspace_uri: str | None, artifacts: str | None, debug: bool
+) -> tuple[str, str | None]:
+    """The workspace a command serves: its options, else the project's, as every command
+    finds it."""
+    from ..workspace import Workspace
+    from ._common import state
+
+    top = click.get_current_context().find_root().params
+    state.debug = bool(debug or top.get("debug"))
+    uri = workspace_uri or top.get("workspace_uri")
+    artifacts = artifacts or top.get("artifacts")
+    if uri is None:
+        ws = Workspace.from_config(".", _create=False, _artifacts=artifacts)
+        uri, artifacts = ws.uri, ws.artifacts_root
+        ws._store.close()
+    return uri, artifacts
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(serve_command)
+    cli.add_command(studio_command)

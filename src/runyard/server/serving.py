@@ -44,9 +44,9 @@ def check_options(host: str, port: int, workers: int, settings: ServerSettings) 
         raise UserError(f"--workers must be at least 1, not {workers}")
 
 
-def prepare(uri: str, artifacts: str | None) -> tuple[str, str | None]:
+def prepare(uri: str, artifacts: str | None, first_token: bool = True) -> tuple[str, str | None]:
     """Open (and create or migrate) the workspace once, before the workers start; return
-    the admin token's secret if this start created it."""
+    the admin token's secret if this start created it (only with ``first_token``)."""
     from ..store import is_server_uri, open_workspace
     from .auth import ensure_admin_token
 
@@ -57,7 +57,7 @@ def prepare(uri: str, artifacts: str | None) -> tuple[str, str | None]:
         )
     opened = open_workspace(uri, artifacts)
     try:
-        return opened.artifacts_root, ensure_admin_token(opened.store)
+        return opened.artifacts_root, ensure_admin_token(opened.store) if first_token else None
     finally:
         opened.store.close()
 
@@ -77,7 +77,8 @@ def serve(
     from ._protocol import NO_DELAY_PROTOCOL
 
     check_options(host, port, workers, settings)
-    root, admin_secret = prepare(uri, artifacts)
+    # runyard studio signs its browser in with its own secret: it makes no token
+    root, admin_secret = prepare(uri, artifacts, first_token=settings.studio_secret is None)
     if port == 0:
         port = _free_port(host)
     shown = f"[{host}]" if ":" in host else host
@@ -111,6 +112,68 @@ def serve(
         log_level="warning",
         access_log=False,
     )
+
+
+STUDIO_FILE = "studio.json"  # in the workspace's local folder while runyard studio runs
+
+
+def studio(
+    uri: str, artifacts: str | None, port: int, open_browser: bool, echo: Any = print
+) -> None:
+    """Serve the studio of a database workspace on 127.0.0.1 until Ctrl-C, signed in by a
+    one-time link (printed, and opened in the browser unless ``open_browser`` is False).
+
+    ``port`` taken by another program: a free one is used instead. While it runs, the
+    workspace's ``studio.json`` names its URL, so ``run.get_portal_url()`` gives its pages.
+    """
+    import secrets
+    import threading
+
+    from ..store import open_workspace
+
+    host = "127.0.0.1"
+    if port == 0 or not _port_free(host, port):
+        if port:
+            echo(f"port {port} is taken; the studio uses a free one")
+        port = _free_port(host)
+    code = secrets.token_urlsafe(24)
+    settings = ServerSettings(studio_secret=secrets.token_urlsafe(32), login_code=code)
+    url = f"http://{host}:{port}"
+    opened = open_workspace(uri, artifacts, create=False)
+    local = opened.local_root
+    opened.store.close()
+    marker = os.path.join(local, STUDIO_FILE)
+    with open(marker + ".tmp", "w") as fh:
+        json.dump({"url": url, "pid": os.getpid()}, fh)
+    os.replace(marker + ".tmp", marker)
+    link = f"{url}/login?code={code}"
+    echo(f"The runyard studio of {_shown(uri)}:\n  {link}\n(the link signs one browser in, once)")
+    if open_browser:
+        threading.Timer(1.0, _open, (link,)).start()
+    try:
+        serve(uri, artifacts, host, port, 1, settings, echo=lambda *_: None)
+    finally:
+        try:
+            with open(marker) as fh:
+                if json.load(fh).get("pid") == os.getpid():
+                    os.unlink(marker)
+        except (OSError, ValueError):
+            pass
+
+
+def _open(link: str) -> None:
+    import webbrowser
+
+    webbrowser.open(link)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def app_from_environment() -> Any:

@@ -185,7 +185,7 @@ def start_session(body: SessionIn, request: Request) -> Any:
     """Sign this browser in with a token: the answer sets the studio's session cookie
     (HttpOnly, SameSite=Strict) and its CSRF cookie. A wrong token is a 401."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise UserError("send the token as JSON: {\"token\": \"...\"}")
+        raise UserError('send the token as JSON: {"token": "..."}')
     settings = request.app.state.settings
     if not settings.auth:
         who = authenticate(request)
@@ -218,4 +218,3 @@ def _sign_in(request: Request, response: Response, secret: str) -> None:
         csrf_cookie(request), secrets.token_urlsafe(32), path="/", samesite="strict",
         secure=secure,
     )  # fmt: skip
-

@@ -22,9 +22,11 @@ export async function comparePage(main, params, query, ctx) {
   const labels = runs.map((r) => `${r.number}: ${runName(r)}`);
   const byRun = {};
   for (const s of await post("/series", { run_ids: runs.map((r) => r.id) })) (byRun[s.run_id] ||= {})[s.name] = s;
-  const numeric = [...new Set(Object.values(byRun).flatMap((m) => Object.values(m))
-    .filter((s) => (s.kind === "scalar" || s.kind === "list") && typeof s.last === "number").map((s) => s.name))].sort();
-  const chosen = numeric.includes(query.get("metric")) ? query.get("metric") : numeric[0];
+  const summaries = Object.values(byRun).flatMap((m) => Object.values(m))
+    .filter((s) => (s.kind === "scalar" || s.kind === "list") && typeof s.last === "number");
+  const numeric = [...new Set(summaries.map((s) => s.name))].sort();
+  const curves = new Set(summaries.filter((s) => s.count > 1).map((s) => s.name));
+  const chosen = numeric.includes(query.get("metric")) ? query.get("metric") : numeric.find((n) => curves.has(n)) || numeric[0];
 
   const chartNode = h("div", { class: "chart tall", id: "compare-chart", role: "img", "aria-label": "Metric of the runs overlaid" });
   const pick = h("select", { id: "compare-metric", "aria-label": "Metric", onchange: () => {
@@ -32,7 +34,11 @@ export async function comparePage(main, params, query, ctx) {
     history.replaceState(null, "", `${location.pathname}?${q}`);
     draw(pick.value);
   } }, numeric.map((n) => h("option", { value: n, selected: n === chosen }, n)));
-  const draw = (name) => seriesChart(chartNode, runs.map((r, i) => ({ id: r.id, label: labels[i] })), name);
+  // a metric of one value per run is a bar per run; a series, lines overlaid
+  const draw = (name) => (curves.has(name)
+    ? seriesChart(chartNode, runs.map((r, i) => ({ id: r.id, label: labels[i] })), name)
+    : plot(chartNode, [{ type: "bar", x: labels, y: runs.map((r) => ((byRun[r.id] || {})[name] || {}).last ?? null) }],
+      { xaxis: { type: "category" }, yaxis: { title: { text: name } } }));
 
   const sweep = h("div", { id: "sweep" });
   clear(main,
@@ -91,7 +97,8 @@ async function drawSweep(box, runs, byRun, metrics) {
       text: runs.map((r) => `run ${r.number}`), hovertemplate: `${x} %{x}<br>${y} %{y}<br>%{text}<extra></extra>` }],
     { xaxis: { title: { text: x } }, yaxis: { title: { text: y } } });
     const numericKeys = keys.filter((k) => runs.every((r) => typeof value(r.properties[k]) === "number"));
-    if (numericKeys.length) {
+    parallel.hidden = !(numericKeys.length && webgl());
+    if (!parallel.hidden) { // plotly draws parallel coordinates with WebGL
       await plot(parallel, [{ type: "parcoords",
         line: { color: runs.map((r) => last(r, y) ?? 0), colorscale: "Viridis", showscale: true },
         dimensions: [...numericKeys.map((k) => ({ label: k, values: runs.map((r) => value(r.properties[k])) })),
@@ -102,4 +109,8 @@ async function drawSweep(box, runs, byRun, metrics) {
   clear(box, h("h2", {}, "Sweep"), h("div", { class: "bar" }, h("label", { for: "sweep-x" }, "Property"), xPick,
     h("label", { for: "sweep-y" }, "against metric"), yPick), scatter, parallel);
   await draw();
+}
+
+function webgl() {
+  try { return Boolean(document.createElement("canvas").getContext("webgl")); } catch { return false; }
 }

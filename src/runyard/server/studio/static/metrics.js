@@ -87,7 +87,7 @@ async function drawChartKind(body, kind, data) {
   if (kind === "confusion_matrix") {
     const labels = (data.class_labels || []).map(String);
     const z = data.matrix || [];
-    await plot(node, [{ type: "heatmap", z, x: labels, y: labels, colorscale: "Blues", texttemplate: "%{z}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>" }],
+    await plot(node, [{ type: "heatmap", z, x: labels, y: labels, colorscale: "Blues", reversescale: true, texttemplate: "%{z}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>" }],
       { xaxis: { title: { text: "Predicted label" }, type: "category" }, yaxis: { title: { text: "True label" }, type: "category", autorange: "reversed" } });
   } else if (kind === "accuracy_table") {
     const labels = (data.class_labels || []).map(String);
