@@ -9,6 +9,8 @@ Importing this package stays light: the database drivers, matplotlib and numpy l
 only when a workspace or a call needs them.
 """
 
+import sys
+
 from .__about__ import __version__
 from ._offline import OfflineRun
 from .errors import (
@@ -25,6 +27,11 @@ from .execution import Environment, RunConfiguration, ScriptRunConfig
 from .experiment import Experiment
 from .run import Run
 from .workspace import Workspace
+
+if "IPython" in sys.modules:  # in a notebook, lists of runs are drawn as tables
+    from .notebook import register_list_html
+
+    register_list_html()
 
 __all__ = [
     "ActivityFailedError",

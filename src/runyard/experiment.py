@@ -77,6 +77,17 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment(Name: {self.name},\nWorkspace: {self.workspace.name})"
 
+    def _repr_html_(self) -> str:
+        from .notebook import experiment_html
+
+        return experiment_html(self)
+
+    def get_portal_url(self) -> str:
+        """The URL of this experiment's runs in the studio."""
+        from urllib.parse import quote
+
+        return f"{self.workspace._studio_url()}/experiments/{quote(self.id, safe='')}"
+
     def to_dict(self) -> dict[str, Any]:
         """The experiment with the camelCase keys of ``az ml experiment list``."""
         from .run import format_time

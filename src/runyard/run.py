@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from . import _liveness, _process
 from ._logging_buffer import MetricBuffer
@@ -207,6 +208,16 @@ class Run(MetricsMixin, FilesMixin):
             f"Run(Experiment: {self.experiment.name},\nId: {self.id},\n"
             f"Type: {self.type},\nStatus: {self.status})"
         )
+
+    def _repr_html_(self) -> str:
+        from .notebook import run_html
+
+        return run_html(self)
+
+    def get_portal_url(self) -> str:
+        """The URL of this run's page in the studio (the server's, or ``runyard studio``'s
+        for a local workspace)."""
+        return f"{self.experiment.workspace._studio_url()}/runs/{quote(self.id, safe='')}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Run) and other.id == self.id

@@ -19,6 +19,9 @@ CONFIG_FILE = "config.json"
 ENV_URI = "RUNYARD_URI"
 ENV_ARTIFACTS = "RUNYARD_ARTIFACTS"
 ENV_MAX_RUNS = "RUNYARD_MAX_CONCURRENT_RUNS"
+# runyard studio names its URL in this file of the workspace's local folder while it runs
+STUDIO_FILE = "studio.json"
+DEFAULT_STUDIO_URL = "http://127.0.0.1:8600"
 
 
 class Workspace:
@@ -71,6 +74,26 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(uri={self.uri!r})"
+
+    def _studio_url(self) -> str:
+        """The root of this workspace's studio: its server, else the ``runyard studio``
+        running on it on this machine, else where ``runyard studio`` starts by default."""
+        if self.uri.startswith(("http://", "https://")):
+            return self.uri
+        try:
+            with open(os.path.join(self._local_folder, STUDIO_FILE)) as fh:
+                found = json.load(fh)
+            url, pid, host = found["url"], found["pid"], found["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return DEFAULT_STUDIO_URL
+        import socket
+
+        import psutil
+
+        same_machine = host == socket.gethostname() and isinstance(pid, int)
+        if same_machine and isinstance(url, str) and psutil.pid_exists(pid):
+            return url
+        return DEFAULT_STUDIO_URL
 
     # -- config -------------------------------------------------------------
     @classmethod

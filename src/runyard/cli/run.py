@@ -55,6 +55,7 @@ def run_rows(result: Any) -> list[dict[str, Any]]:
             ),
             "Display name": r.get("display_name") or "",
             "Type": r.get("run_type", r.get("RunType")) or "",
+            **({"Studio": r["portal_url"]} if "portal_url" in r else {}),
         }
         for r in items
     ]
@@ -189,8 +190,9 @@ def list_runs(
 @run_option
 @path_option
 def show(session: Session, run_id: str) -> dict[str, Any]:
-    """Show one run."""
-    return as_dict(_get(session, run_id))
+    """Show one run, with the URL of its page in the studio (portal_url)."""
+    run = _get(session, run_id)
+    return {**as_dict(run), "portal_url": run.get_portal_url()}
 
 
 @command(group, "cancel", "runyard run cancel -r ridge_1795699464_79ae27c6")

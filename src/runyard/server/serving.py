@@ -114,9 +114,6 @@ def serve(
     )
 
 
-STUDIO_FILE = "studio.json"  # in the workspace's local folder while runyard studio runs
-
-
 def studio(
     uri: str, artifacts: str | None, port: int, open_browser: bool, echo: Any = print
 ) -> None:
@@ -130,6 +127,7 @@ def studio(
     import threading
 
     from ..store import open_workspace
+    from ..workspace import STUDIO_FILE
 
     host = "127.0.0.1"
     if port == 0 or not _port_free(host, port):
@@ -144,7 +142,7 @@ def studio(
     opened.store.close()
     marker = os.path.join(local, STUDIO_FILE)
     with open(marker + ".tmp", "w") as fh:
-        json.dump({"url": url, "pid": os.getpid()}, fh)
+        json.dump({"url": url, "pid": os.getpid(), "host": socket.gethostname()}, fh)
     os.replace(marker + ".tmp", marker)
     link = f"{url}/login?code={code}"
     echo(f"The runyard studio of {_shown(uri)}:\n  {link}\n(the link signs one browser in, once)")
