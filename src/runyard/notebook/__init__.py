@@ -22,12 +22,14 @@ _STYLE = "text-align:left"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of ``header`` (text) and ``rows`` (HTML, escaped by the caller)."""
     head = "".join(f'<th style="{_STYLE}">{html.escape(h)}</th>' for h in header)
     body = "".join(
         "<tr>" + "".join(f'<td style="{_STYLE}">{cell}</td>' for cell in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head = f"<thead><tr>{head}</tr></thead>" if header else ""
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def _link(url: str, text: str) -> str:

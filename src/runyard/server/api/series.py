@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..._downsample import MAX_WIDTH, sample
 from ..._validation import check_name, check_run_id
 from ...errors import UserError
 from ..app import JSON
 from ..auth import Principal, reader
-from ..downsample import MAX_WIDTH, sample
 from .schemas import SampledSeries, SeriesPoints
 
 router = APIRouter(tags=["metrics"])

@@ -23,7 +23,7 @@ def sample(
     width: int,
     start: float | None = None,
     end: float | None = None,
-) -> tuple[list[int], list[float | None], int]:
+) -> tuple[list[int], list[float], int]:
     """``(steps, values, count)``: the series' points with ``start <= step <= end``, at
     most two per column of ``width``; ``count`` is how many points the range holds.
     Values that are not finite numbers (NaN, infinities, None) are left out."""
