@@ -54,7 +54,7 @@ def status_history(db: Database, run_id: str) -> list[StatusChange]:
     """Every status the run took, oldest first (runs older than schema 8 have only the
     status they had then)."""
     rows = db.read(
-        "SELECT status, at FROM run_status_changes WHERE run_id = ? ORDER BY at",
+        "SELECT status, at FROM run_status_changes WHERE run_id = ? ORDER BY seq",
         (run_id,),
     )
     return [StatusChange(status, float(at)) for status, at in rows]

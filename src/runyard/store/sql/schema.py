@@ -226,40 +226,45 @@ def _soft_delete_and_numbers(cur: SqlCursor) -> None:
 
 
 def _status_changes(cur: SqlCursor) -> None:
-    """Every status a run takes, with its time, kept by triggers on ``runs``: whichever
-    path changes a status (a script, a supervisor, the liveness rule, a server) is noted.
-    A status that starts or ends a run takes the run's start or end time; any other the
-    database's clock. Existing runs get their current status only."""
+    """Every status a run takes, in order, with its time, kept by triggers on ``runs``:
+    whichever path changes a status (a script, a supervisor, the liveness rule, a server)
+    is noted. A status that starts or ends a run takes the run's start or end time; any
+    other the database's clock. Existing runs get their current status only."""
     real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    serial = "BIGSERIAL PRIMARY KEY" if cur.dialect == "postgresql" else "INTEGER PRIMARY KEY"
     cur.execute(
         f"""CREATE TABLE run_status_changes (
+            seq {serial},
             run_id TEXT NOT NULL REFERENCES runs (id),
             status TEXT NOT NULL,
             at {real} NOT NULL
         )"""
     )
-    cur.execute("CREATE INDEX run_status_changes_by_run ON run_status_changes (run_id, at)")
+    cur.execute("CREATE INDEX run_status_changes_by_run ON run_status_changes (run_id, seq)")
     cur.execute(
         "INSERT INTO run_status_changes (run_id, status, at) "
-        "SELECT id, status, COALESCE(ended_at, started_at, created_at) FROM runs"
+        "SELECT id, status, COALESCE(ended_at, started_at, created_at) FROM runs "
+        "ORDER BY created_at"
     )
     if cur.dialect == "postgresql":
         now = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
     else:
         now = "((julianday('now') - 2440587.5) * 86400.0)"
+    greatest = "GREATEST" if cur.dialect == "postgresql" else "MAX"
+    note = "INSERT INTO run_status_changes (run_id, status, at) VALUES (NEW.id, NEW.status,"
     when = (
         "CASE WHEN NEW.ended_at IS NOT NULL AND OLD.ended_at IS NULL THEN NEW.ended_at "
         "WHEN NEW.started_at IS NOT NULL AND OLD.started_at IS NULL THEN NEW.started_at "
-        f"ELSE {now} END"
-    )
+        f"ELSE {greatest}({now}, COALESCE(OLD.started_at, OLD.created_at)) END"
+    )  # (not before the run's start: two clocks, this one rounded to the millisecond)
     if cur.dialect == "postgresql":
         cur.execute(
             f"""CREATE OR REPLACE FUNCTION runyard_status_change() RETURNS trigger AS $$
             BEGIN
                 IF TG_OP = 'INSERT' THEN
-                    INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, NEW.created_at);
+                    {note} NEW.created_at);
                 ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-                    INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, {when});
+                    {note} {when});
                 END IF;
                 RETURN NULL;
             END; $$ LANGUAGE plpgsql"""
@@ -270,13 +275,13 @@ def _status_changes(cur: SqlCursor) -> None:
         )
         return
     cur.execute(
-        """CREATE TRIGGER runs_status_created AFTER INSERT ON runs BEGIN
-        INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, NEW.created_at); END"""
+        f"""CREATE TRIGGER runs_status_created AFTER INSERT ON runs BEGIN
+        {note} NEW.created_at); END"""
     )
     cur.execute(
         f"""CREATE TRIGGER runs_status_changed AFTER UPDATE OF status ON runs
         WHEN NEW.status IS NOT OLD.status BEGIN
-        INSERT INTO run_status_changes VALUES (NEW.id, NEW.status, {when}); END"""
+        {note} {when}); END"""
     )
 
 
