@@ -25,7 +25,7 @@ def served(live_server, ws_uri, tmp_path):
     secrets = {
         role: store.create_token(f"{role}-studio", role)[1]
         for role in ("admin", "contributor", "reader")
-    }  # noqa: E501
+    }
     return url, store, secrets
 
 
@@ -150,7 +150,7 @@ def test_the_one_time_link_of_runyard_studio_signs_in_once(live_server, ws_uri, 
         "name": "studio",
         "role": "admin",
         "scope_run_id": None,
-    }  # noqa: E501
+    }
     other = httpx.Client(base_url=url)
     again = other.get("/login", params={"code": "c" * 30})
     assert again.headers["location"] == "/login?link=used"
@@ -174,7 +174,7 @@ def test_overview_count_and_filter(served):
             )
             for i in range(8)
         ],
-    )  # noqa: E501
+    )
     for i in range(8):
         store.log_batch(f"t{i}", [SeriesAppend("acc", "scalar", [0], [i / 10], [time.time()])])
     store.set_status("t1", "Completed")
@@ -198,15 +198,15 @@ def test_overview_count_and_filter(served):
             "query": {**query, "order": [{"field": "metric", "key": "acc"}]},
         },
         headers=csrf,
-    )  # noqa: E501
+    )
     assert [r["id"] for r in found.json()] == ["t2"]
     bad = client.post(
         "/api/v1/runs/search", json={"query": query, "filter": "metrics.acc > lots"}, headers=csrf
-    )  # noqa: E501
+    )
     assert bad.status_code == 400 and "compared with a number" in bad.json()["error"]["message"]
     text = client.post(
         "/api/v1/runs/count", json={"query": query, "filter": "resnet-7"}, headers=csrf
-    )  # noqa: E501
+    )
     assert text.json() == {"count": 1}
 
 
@@ -222,14 +222,14 @@ def test_sampled_series_keeps_spikes_and_zooms(served):
     client = _signed_in(url, secrets["reader"])
     whole = client.get(
         "/api/v1/runs/long-run/series/sampled", params={"name": "loss", "width": 500}
-    ).json()  # noqa: E501
+    ).json()
     assert whole["count"] == n and whole["total"] == n and whole["sampled"] is True
     assert len(whole["steps"]) <= 1000 and 50.0 in whole["values"]
     assert whole["steps"][whole["values"].index(50.0)] == 123_457
     assert whole["steps"] == sorted(whole["steps"])
     assert max(whole["values"]) == 50.0 and min(whole["values"]) == pytest.approx(-1, abs=1e-3)
-    zoom = client.get("/api/v1/runs/long-run/series/sampled",
-                      params={"name": "loss", "width": 500, "start": 1000, "end": 1400}).json()  # fmt: skip
+    zoom_range = {"name": "loss", "width": 500, "start": 1000, "end": 1400}
+    zoom = client.get("/api/v1/runs/long-run/series/sampled", params=zoom_range).json()
     assert zoom["count"] == 401 and zoom["sampled"] is False and zoom["steps"][0] == 1000
     assert zoom["steps"][-1] == 1400 and len(zoom["steps"]) == 401
     for params, status in (
@@ -255,7 +255,7 @@ def test_points_of_tables_and_texts_and_sampling_refuses_them(served):
     client = _signed_in(url, secrets["reader"])
     page = client.get(
         "/api/v1/runs/kinds-run/series/points", params={"name": "xy", "offset": 10, "limit": 5}
-    ).json()  # noqa: E501
+    ).json()
     assert page["kind"] == "table" and page["total"] == 30 and page["values"] == rows[10:15]
     for name in ("xy", "note"):
         refused = client.get("/api/v1/runs/kinds-run/series/sampled", params={"name": name})
@@ -265,7 +265,7 @@ def test_points_of_tables_and_texts_and_sampling_refuses_them(served):
             "/api/v1/runs/kinds-run/series/points", params={"name": "xy", "limit": 10**6}
         ).status_code
         == 400
-    )  # noqa: E501
+    )
 
 
 def test_cancel_and_status_history(served):
