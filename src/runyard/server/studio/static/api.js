@@ -60,7 +60,7 @@ export async function api(method, path, body, { params, signal, raw } = {}) {
     const error = (data && data.error) || {};
     const err = new ApiError(response.status, error.code || "HttpError",
       error.message || `${method} ${path} failed with HTTP ${response.status}`);
-    if (response.status === 401) window.dispatchEvent(new CustomEvent("runyard:signin", { detail: err }));
+    if (response.status === 401 && path !== "/session") window.dispatchEvent(new CustomEvent("runyard:signin", { detail: err }));
     throw err;
   }
   return text.includes("$float") ? untag(data) : data;
