@@ -25,6 +25,7 @@ from pg_schema import drop_schema, new_schema
 from tabulate import tabulate
 
 import server
+import studio
 from runyard import Workspace
 
 PG = os.environ.get("RUNYARD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -147,6 +148,7 @@ def main() -> None:
         scripts = script_runs.measure(folder)
         served = server.measure(folder, PG if pg is not None else None)
         compared = mlflow_figures(folder)
+        pages = studio.measure(folder, PG if pg is not None else None, "--quick" in sys.argv)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -180,6 +182,13 @@ def main() -> None:
     print(
         tabulate(server.rows(served), headers=["figure", *served, "target"], disable_numparse=True)
     )
+    if pages:
+        print("the studio in headless Chromium, through runyard serve (medians of 5):")
+        print(
+            tabulate(
+                studio.rows(pages), headers=["figure", *pages, "target"], disable_numparse=True
+            )
+        )
     if compared is not None:
         print(f"the stock MLflow client {compared['mlflow_version']} against runyard and MLflow:")
         headers = ["figure", "runyard", "mlflow server", "ratio", "client floor", "target"]
@@ -196,6 +205,7 @@ def main() -> None:
                 "cli_sqlite": cli,
                 "server": served,
                 "mlflow_compare": compared,
+                "studio": pages,
             }
         )
     )

@@ -167,13 +167,18 @@ class Experiment:
         properties: str | dict[str, Any] | None = None,
         include_children: bool = False,
         status: str | None = None,
+        *,
+        filter: str | None = None,
     ) -> Iterator[Run]:
         """Runs of this experiment, newest first, fetched lazily page by page.
 
         ``tags="k"`` keeps runs that have the tag ``k``; ``tags={"k": "v"}`` keeps runs
-        whose tags match every pair. ``properties`` works the same way.
+        whose tags match every pair. ``properties`` works the same way. ``filter`` (a
+        runyard extension) takes the studio's filter text, metrics included:
+        ``get_runs(filter="tags.team = vision and metrics.acc > 0.9")``.
         """
         from .run import Run
+        from .run_filter import parse_run_filter
 
         query = RunQuery(
             experiment_id=self.id,
@@ -182,6 +187,7 @@ class Experiment:
             status=check_status(status),
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
+            conditions=parse_run_filter(filter),
         )
         _liveness.expire_silent_runs(self.workspace._store, self.workspace._artifacts)
         for record in iter_runs(self.workspace._store, query):

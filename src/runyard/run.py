@@ -609,8 +609,13 @@ class Run(MetricsMixin, FilesMixin):
         type: str | None = None,
         status: str | None = None,
         _rehydrate_runs: bool = True,
+        *,
+        filter: str | None = None,
     ) -> Iterator[Run]:
-        """Children, newest first; ``recursive=True`` walks the whole subtree."""
+        """Children, newest first; ``recursive=True`` walks the whole subtree. ``filter``
+        takes the studio's filter text (see ``Experiment.get_runs``)."""
+        from .run_filter import parse_run_filter
+
         query = RunQuery(
             parent_id=None if recursive else self.id,
             root_id=self.id if recursive else None,
@@ -618,6 +623,7 @@ class Run(MetricsMixin, FilesMixin):
             status=check_status(status),
             tags=filter_dict(tags, "tags"),
             properties=filter_dict(properties, "properties"),
+            conditions=parse_run_filter(filter),
         )
         _liveness.expire_silent_runs(self._store, self._artifacts)
         for record in iter_runs(self._store, query):

@@ -155,21 +155,31 @@ def submit_script(
     metavar="KEY=VALUE",
     help="Only runs with this tag (repeat: all must match).",
 )
+@click.option(
+    "--filter",
+    "filter_text",
+    metavar="TEXT",
+    help="Only runs matching this filter, as in the studio: "
+    '"tags.team = vision and metrics.acc > 0.9" (see docs/studio.md).',
+)
 @click.option("--parent-run-id", metavar="ID", help="List this run's children instead.")
 @click.option("--minimal", is_flag=True, help="Only RunId, RunType, Status, times, Target, Tags.")
 @path_option
 def list_runs(
     session: Session, experiment: str | None, last: int, status: str | None,
-    tags: tuple[str, ...], parent_run_id: str | None, minimal: bool,
+    tags: tuple[str, ...], filter_text: str | None, parent_run_id: str | None, minimal: bool,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """List top-level runs of an experiment, newest first."""
     import itertools
 
     wanted = key_values(tags, "--tags")
     if parent_run_id:
-        runs = _get(session, parent_run_id).get_children(tags=wanted or None, status=status)
+        parent = _get(session, parent_run_id)
+        runs = parent.get_children(tags=wanted or None, status=status, filter=filter_text)
     else:
-        runs = session.experiment(experiment).get_runs(tags=wanted or None, status=status)
+        runs = session.experiment(experiment).get_runs(
+            tags=wanted or None, status=status, filter=filter_text
+        )
     found = [as_dict(run) for run in itertools.islice(runs, last + 1)]
     if len(found) > last:
         found = found[:last]
