@@ -47,6 +47,8 @@ _RUN_COLUMNS = (
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
 _LIVE = f"heartbeat_at IS NOT NULL AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}"
 _FREE_TEXT = ("display_name", "description")
+# rows of one INSERT: PostgreSQL takes at most 65,535 parameters a statement (17 a run)
+_ROWS_PER_INSERT = 1000
 _UPDATABLE = {"display_name", "description", "snapshot_id", "run_definition", "type", "error"}
 
 
@@ -275,14 +277,17 @@ class SqlStore(TokensMixin):
                 )  # fmt: skip
                 records.append(record)
             row = f"({_marks(17)})"
-            inserted = cur.execute(
-                "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
-                "display_name, description, type, target, status, created_at, started_at, "
-                "heartbeat_at, run_definition, submitted_by, snapshot_id) VALUES "
-                + ", ".join([row] * len(records))
-                + " ON CONFLICT (id) DO NOTHING RETURNING id",
-                [value for r in records for value in _run_row(r)],
-            )
+            inserted = []
+            for start in range(0, len(records), _ROWS_PER_INSERT):
+                part = records[start : start + _ROWS_PER_INSERT]
+                inserted += cur.execute(
+                    "INSERT INTO runs (id, experiment_id, parent_id, root_id, number, name, "
+                    "display_name, description, type, target, status, created_at, started_at, "
+                    "heartbeat_at, run_definition, submitted_by, snapshot_id) VALUES "
+                    + ", ".join([row] * len(part))
+                    + " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    [value for r in part for value in _run_row(r)],
+                )
             if len(inserted) < len(records):
                 taken = sorted(set(ids) - {r[0] for r in inserted})
                 raise Conflict(f"a run with id {taken[0]!r} already exists; choose another id")
