@@ -58,11 +58,15 @@ def bench() -> None:
     run(PYTHON, "benchmarks/run.py", *sys.argv[2:])
 
 
+def studio() -> None:
+    run(os.path.join(VENV, "bin", "runyard"), "studio", *sys.argv[2:])
+
+
 def cli_docs() -> None:
     run(PYTHON, "-m", "runyard.cli._docs", "docs/cli.md")
 
 
-TASKS = {"demo": demo, "test": test, "bench": bench, "cli-docs": cli_docs}
+TASKS = {"demo": demo, "test": test, "bench": bench, "studio": studio, "cli-docs": cli_docs}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
