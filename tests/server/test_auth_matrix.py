@@ -220,8 +220,8 @@ def test_every_route_of_the_schema_needs_a_token(server):
     checked = 0
     for path, operations in schema["paths"].items():
         for method in operations:
-            if path == "/api/health":
-                continue
+            if path == "/api/health" or (path, method) == ("/api/v1/session", "post"):
+                continue  # signing in takes the token in its body (tested in test_studio_api)
             filled = path
             while "{" in filled:
                 start, end = filled.index("{"), filled.index("}")
