@@ -46,6 +46,32 @@ def sample(
         x, v = x[finite], v[finite]
     if x.size <= 2 * width:
         return x.tolist(), v.tolist(), count
+    consecutive = int(x[-1]) - int(x[0]) == x.size - 1  # the usual case
+    chosen = _blocks(v, width) if consecutive else _columns(x, v, width)
+    return x[chosen].tolist(), v[chosen].tolist(), count
+
+
+def _blocks(v: Any, width: int) -> Any:
+    """Indexes of the lowest and highest value of each of ``width`` equal runs of ``v``
+    (consecutive steps: each column of the chart holds as many points)."""
+    import numpy as np
+
+    per = -(-v.size // width)
+    full = v.size // per * per
+    blocks = v[:full].reshape(-1, per)
+    starts = np.arange(0, full, per)
+    lows, highs = blocks.argmin(axis=1) + starts, blocks.argmax(axis=1) + starts
+    if full < v.size:
+        rest = v[full:]
+        lows = np.append(lows, full + int(rest.argmin()))
+        highs = np.append(highs, full + int(rest.argmax()))
+    return _in_order(lows, highs)
+
+
+def _columns(x: Any, v: Any, width: int) -> Any:
+    """Indexes of the lowest and highest value in each pixel column of sorted steps ``x``."""
+    import numpy as np
+
     first, last = int(x[0]), int(x[-1])
     columns = ((x - first) * (width / max(last - first, 1))).astype(np.int64)
     np.minimum(columns, width - 1, out=columns)
@@ -57,10 +83,15 @@ def sample(
     column_of = np.repeat(np.arange(starts.size), sizes)
     at_low = _first_where(v == np.repeat(lows, sizes), column_of, starts.size)
     at_high = _first_where(v == np.repeat(highs, sizes), column_of, starts.size)
-    pairs = np.sort(np.stack([at_low, at_high], axis=1), axis=1).ravel()
-    keep = np.r_[True, pairs[1:] != pairs[:-1]]  # a column of one value: one point
-    chosen = pairs[keep]
-    return x[chosen].tolist(), v[chosen].tolist(), count
+    return _in_order(at_low, at_high)
+
+
+def _in_order(lows: Any, highs: Any) -> Any:
+    """Each column's two indexes in step order, one where they are the same point."""
+    import numpy as np
+
+    pairs = np.sort(np.stack([lows, highs], axis=1), axis=1).ravel()
+    return pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
 
 
 def _first_where(hit: Any, column_of: Any, columns: int) -> Any:
