@@ -34,6 +34,7 @@ TARGETS = {
     "runs_table_sort_s": "<= 0.5",
     "runs_table_filter_s": "<= 0.5",
     "run_page_1m_chart_s": "<= 1",
+    "sampled_endpoint_first_ms": "",
     "sampled_endpoint_ms": "<= 50",
     "log_line_to_page_s": "<= 1",
     "status_change_to_page_s": "<= 1",
@@ -191,19 +192,25 @@ def live_figures(url: str, token: str, uri: str, artifacts: str, folder: str) ->
     }
 
 
-def sampled_ms(url: str, token: str, run_id: str) -> float:
+def sampled_ms(url: str, token: str, run_id: str) -> tuple[float, float]:
+    """The downsampling endpoint on a 1M-point series: its first answer (the series read
+    from the database) and the median of zooms into it afterwards (read once, kept)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
+    path = f"/api/v1/runs/{run_id}/series/sampled"
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        start = time.perf_counter()
+        client.get(path, params={"name": "loss_unseen", "width": 1200}).raise_for_status()
+        first = time.perf_counter() - start
         times = []
-        for _ in range(20):
+        for i in range(20):
+            window = {"start": i * 40_000, "end": i * 40_000 + 200_000} if i % 2 else {}
             start = time.perf_counter()
-            answer = client.get(f"/api/v1/runs/{run_id}/series/sampled",
-                                params={"name": "loss", "width": 1200})  # fmt: skip
+            answer = client.get(path, params={"name": "loss_unseen", "width": 1200, **window})
             answer.raise_for_status()
             times.append(time.perf_counter() - start)
-    return round(_median(times) * 1000, 1)
+    return round(first * 1000, 1), round(_median(times) * 1000, 1)
 
 
 def measure_one(uri: str, folder: str, runs: int, points: int) -> dict[str, float]:
@@ -216,7 +223,9 @@ def measure_one(uri: str, folder: str, runs: int, points: int) -> dict[str, floa
     with serving(uri, folder) as (server, token):
         url = server.url
         figures = browser_figures(url, token, exp_id, long_run)
-        figures["sampled_endpoint_ms"] = sampled_ms(url, token, long_run)
+        first, zoom = sampled_ms(url, token, long_run)
+        figures["sampled_endpoint_first_ms"] = first
+        figures["sampled_endpoint_ms"] = zoom
         figures.update(live_figures(url, token, uri, server.artifacts, folder))
     return figures
 

@@ -10,11 +10,11 @@ from .errors import UserError
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-    | (?P<backquoted>`[^`]*`)
+    | (?P<backquoted>`(?:[^`]|``)*`)
     | (?P<op><=|>=|!=|<>|==|=|<|>)
     | (?P<open>\()|(?P<close>\))|(?P<comma>,)
     | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
-    | (?P<word>[A-Za-z_][\w-]*(?:\.[\w-]+)*)
+    | (?P<word>[^\W\d][\w-]*(?:\.[\w-]+)*)
     | (?P<dot>\.)
     )""",
     re.VERBOSE,
@@ -45,7 +45,7 @@ def unquote(token: tuple[str, str]) -> str:
     if kind == "string":
         return text[1:-1].replace(text[0] * 2, text[0])
     if kind == "backquoted":
-        return text[1:-1]
+        return text[1:-1].replace("``", "`")
     return text
 
 

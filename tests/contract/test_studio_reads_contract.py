@@ -36,9 +36,7 @@ def test_experiment_overview_counts_top_level_runs_by_status(store):
 
 def test_count_runs_counts_every_page_of_a_search(store):
     exp = store.get_or_create_experiment("count")
-    store.create_runs(
-        exp.id, [NewRun(id=f"c{i}", tags={"odd": str(i % 2)}) for i in range(30)]
-    )
+    store.create_runs(exp.id, [NewRun(id=f"c{i}", tags={"odd": str(i % 2)}) for i in range(30)])
     store.create_runs(exp.id, [NewRun(id="c-kid", parent_id="c0")])
     assert store.count_runs(RunQuery(experiment_id=exp.id)) == 31
     assert store.count_runs(RunQuery(experiment_id=exp.id, top_level_only=True)) == 30

@@ -23,7 +23,10 @@ from runyard.run_filter import MAX_CLAUSES, MAX_FILTER, parse_run_filter
         ("metrics.acc > 0.9", (Condition("metric", "acc", ">", 0.9),)),
         ("metrics.acc", (Condition("metric", "acc", "IS NOT NULL", None),)),
         ("status = running", (Condition("attribute", "status", "=", "Running"),)),
-        ("status in (Failed, canceled)", (Condition("attribute", "status", "IN", ("Failed", "Canceled")),)),  # noqa: E501
+        (
+            "status in (Failed, canceled)",
+            (Condition("attribute", "status", "IN", ("Failed", "Canceled")),),
+        ),
         ("number < 10", (Condition("attribute", "number", "<", 10.0),)),
         ("submitted_by = 'ci-bot'", (Condition("attribute", "submitted_by", "=", "ci-bot"),)),
         ("tags.`data set` = mnist", (Condition("tag", "data set", "=", "mnist"),)),

@@ -104,7 +104,10 @@ class RunDetails:
             if summary.kind == "scalar" and summary.count == 1:
                 single[summary.name] = summary.last
                 continue
-            steps, values = self._sampled(summary.name, summary.count)
+            try:
+                steps, values = self._sampled(summary.name, summary.count)
+            except (TypeError, ValueError):  # some values are not numbers: no chart
+                continue
             metrics.append(
                 {
                     "name": summary.name,
@@ -173,8 +176,7 @@ class RunDetails:
             return text + "\nRun is completed."
         if status == "Canceled":
             return text + "\nRun is canceled."
-        message = (error or {}).get("error", {}).get("message") if error else None
-        return text + f"\nError occurred: {message or 'the run failed'}"
+        return text + f"\nError occurred: {_error_message(error) or 'the run failed'}"
 
     # -- showing and refreshing ---------------------------------------------------------
     def show(self, render_lib: Any = None, widget_settings: dict[str, Any] | None = None) -> None:
@@ -321,9 +323,9 @@ class _View:
             figure = self.figures.get(name)
             if figure is None:
                 figure = go.FigureWidget(
-                    data=[go.Scatter(x=steps, y=values, mode="lines", name=name)],
+                    data=[go.Scatter(x=steps, y=values, mode="lines", name=html.escape(name))],
                     layout={
-                        "title": {"text": name}, "height": 260, "width": 420,
+                        "title": {"text": html.escape(name)}, "height": 260, "width": 420,
                         "margin": {"l": 40, "r": 10, "t": 40, "b": 30},
                     },
                 )  # fmt: skip
@@ -337,6 +339,19 @@ class _View:
 
 def _kv(rows: Any) -> str:
     return _table([], [[_text(k), _text(v)] for k, v in rows])
+
+
+def _error_message(error: Any) -> str | None:
+    """The message of a run's error, whatever shape the error was stored in."""
+    if not isinstance(error, dict):
+        return None
+    inner = error.get("error")
+    if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+        return str(inner["message"])
+    if isinstance(inner, str):
+        return inner
+    message = error.get("message")
+    return message if isinstance(message, str) else None
 
 
 def _is_number(value: Any) -> bool:

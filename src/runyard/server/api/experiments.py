@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ... import _liveness
 from ..._validation import check_name
 from ..auth import Principal, admin, contributor, reader
 from .schemas import Experiment, ExperimentIn, TagChanges, plain
@@ -54,7 +55,9 @@ def overview(
 ) -> Any:
     """Experiments with their top-level runs counted by status and the time of their
     latest activity, most recent first."""
-    found = request.app.state.store.experiment_overview(view_type)
+    store = request.app.state.store
+    _liveness.expire_silent_runs(store, request.app.state.artifacts)
+    found = store.experiment_overview(view_type)
     return [{**plain(o), "experiment": plain(o.experiment)} for o in found]
 
 

@@ -76,8 +76,12 @@ def _submitter_of(store: Any, parent_id: str | None, who: Principal) -> Any:
 
 @router.get("/runs/{run_id}", response_model=Run)
 def get_run(run_id: str, request: Request, who: Reader) -> Any:
+    """The run as it is, the liveness rule applied (a run whose supervisor went silent is
+    NotResponding, then Failed, for every reader)."""
     check_run_id(run_id)
-    return plain(request.app.state.store.get_run(run_id))
+    store = request.app.state.store
+    _liveness.expire_silent_runs(store, request.app.state.artifacts, run_id)
+    return plain(store.get_run(run_id))
 
 
 @router.post("/runs/search", response_model=list[Run])
@@ -85,16 +89,20 @@ def search_runs(body: SearchIn, request: Request, who: Reader) -> Any:
     """Runs matching ``query`` (and ``filter``, runyard's run filter text), newest first
     unless ``query.order`` says otherwise; ``after`` (created, number) starts below that
     run, for the next page, or ``offset`` skips runs."""
-    runs = request.app.state.store.search_runs(
-        _query(body.query, body.filter), after=body.after, limit=body.limit, offset=body.offset
-    )
+    store = request.app.state.store
+    query = _query(body.query, body.filter)
+    _liveness.expire_silent_runs(store, request.app.state.artifacts)
+    runs = store.search_runs(query, after=body.after, limit=body.limit, offset=body.offset)
     return JSON([plain(r) for r in runs])  # as stored: no second check of each field
 
 
 @router.post("/runs/count", response_model=Count)
 def count_runs(body: SearchCountIn, request: Request, who: Reader) -> Any:
     """How many runs match ``query`` and ``filter``, every page of them."""
-    return {"count": request.app.state.store.count_runs(_query(body.query, body.filter))}
+    store = request.app.state.store
+    query = _query(body.query, body.filter)
+    _liveness.expire_silent_runs(store, request.app.state.artifacts)
+    return {"count": store.count_runs(query)}
 
 
 def _query(body: RunQueryIn, text: str | None) -> RunQuery:

@@ -56,6 +56,7 @@ PAGE_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
+_CODES = threading.Lock()
 session_router = APIRouter(tags=["session"])
 
 
@@ -156,15 +157,17 @@ def login(request: Request, code: str | None = None, next: str = "/") -> Respons
         return _shell()
     settings = request.app.state.settings
     expected = settings.login_code
-    used: set[str] = request.app.state.__dict__.setdefault("used_login_codes", set())
-    if (
-        not settings.studio_secret
-        or not expected
-        or expected in used
-        or not hmac.compare_digest(code.encode(), expected.encode())
-    ):
+    with _CODES:  # two requests with the code at once: one signs in
+        used: set[str] = request.app.state.__dict__.setdefault("used_login_codes", set())
+        good = (
+            bool(settings.studio_secret and expected)
+            and expected not in used
+            and hmac.compare_digest(code.encode(), expected.encode())
+        )
+        if good:
+            used.add(expected)
+    if not good:
         return RedirectResponse("/login?link=used", status_code=303, headers=PAGE_HEADERS)
-    used.add(expected)
     target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
     response = RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
     _sign_in(request, response, settings.studio_secret)

@@ -255,8 +255,13 @@ def _status_changes(cur: SqlCursor) -> None:
     when = (
         "CASE WHEN NEW.ended_at IS NOT NULL AND OLD.ended_at IS NULL THEN NEW.ended_at "
         "WHEN NEW.started_at IS NOT NULL AND OLD.started_at IS NULL THEN NEW.started_at "
-        f"ELSE {greatest}({now}, COALESCE(OLD.started_at, OLD.created_at)) END"
-    )  # (not before the run's start: two clocks, this one rounded to the millisecond)
+        f"ELSE {now} END"
+    )
+    # never before the run's last change: the times come from two clocks (the writer's and
+    # the database's, which SQLite rounds to the millisecond), and a writer that waited
+    # for a lock stamps the time it took before the wait
+    last = "(SELECT MAX(p.at) FROM run_status_changes p WHERE p.run_id = NEW.id)"
+    when = f"{greatest}({when}, COALESCE({last}, {when}))"
     if cur.dialect == "postgresql":
         cur.execute(
             f"""CREATE OR REPLACE FUNCTION runyard_status_change() RETURNS trigger AS $$

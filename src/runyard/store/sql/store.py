@@ -432,7 +432,6 @@ class SqlStore(TokensMixin):
         """Move a run to ``status`` unless it is finished (or not in ``only_from``)."""
         for one in (status, *(only_from or ())):
             check_status(one)
-        now = time.time()
         terminal = status in TERMINAL_STATUSES
         guard = ""
         params: list[Any] = []
@@ -440,12 +439,19 @@ class SqlStore(TokensMixin):
             guard = f" AND status IN ({_marks(len(only_from))})"
             params = list(only_from)
 
+        # a start or end is stamped once the row is ours: not before a change made by a
+        # writer this one waited for (the later of this clock and the database's)
+        later = "GREATEST" if self.db.dialect == "postgresql" else "MAX"
+        stamp = f"{later}(?, {self._db_now()})"
+
         def body(cur: SqlCursor) -> None:
             self._require_run(cur, run_id)
+            now = time.time()
             cur.execute(
                 "UPDATE runs SET status = ?, "
-                "started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END, "
-                "ended_at = CASE WHEN ? THEN ? ELSE ended_at END, "
+                f"started_at = CASE WHEN ? THEN COALESCE(started_at, {stamp}) "
+                "ELSE started_at END, "
+                f"ended_at = CASE WHEN ? THEN {stamp} ELSE ended_at END, "
                 "error = COALESCE(?, error) "
                 f"WHERE id = ? AND status NOT IN {LIVE_RUNS_TERMINAL_SQL}{guard}",
                 (

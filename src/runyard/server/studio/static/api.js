@@ -11,7 +11,8 @@ export class ApiError extends Error {
 function cookie(name) {
   for (const part of document.cookie.split(";")) {
     const [key, ...rest] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(rest.join("="));
+    if (key !== name) continue;
+    try { return decodeURIComponent(rest.join("=")); } catch { return rest.join("="); }
   }
   return "";
 }

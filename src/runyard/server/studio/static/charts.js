@@ -2,6 +2,10 @@
 import { get } from "./api.js";
 import { h } from "./dom.js";
 
+// plotly reads <b>, <a href=…> and entities in names, titles and labels: text of runs
+// (names, keys, labels) goes in escaped, and never into a hovertemplate
+export const esc = (text) => String(text ?? "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+
 let loading = null;
 export function plotly() {
   if (window.Plotly) return Promise.resolve(window.Plotly);
@@ -60,8 +64,8 @@ export async function seriesChart(node, runs, name, { log = false, xTitle = "ste
     if (mine !== seq) return null;
     return found.map((s, i) => ({
       type: "scatter", mode: s.steps.length < 60 ? "lines+markers" : "lines",
-      name: runs[i].label, x: s.steps, y: s.values,
-      hovertemplate: `${xTitle} %{x}<br>${name} %{y}<extra>${runs.length > 1 ? runs[i].label : ""}</extra>`,
+      name: esc(runs[i].label), x: s.steps, y: s.values,
+      hovertemplate: `${xTitle} %{x}<br>%{y}<extra>${runs.length > 1 ? "%{fullData.name}" : ""}</extra>`,
       meta: { count: s.count, sampled: s.sampled },
     }));
   }

@@ -1,7 +1,7 @@
 // Several runs side by side: one metric overlaid, properties and tags with differences
 // marked, and for a sweep a scatter of a property against a metric.
 import { get, post } from "./api.js";
-import { plot, seriesChart } from "./charts.js";
+import { esc, plot, seriesChart } from "./charts.js";
 import { clear, h, link, number, runName, statusBadge } from "./dom.js";
 
 const MAX_RUNS = 50;
@@ -37,8 +37,8 @@ export async function comparePage(main, params, query, ctx) {
   // a metric of one value per run is a bar per run; a series, lines overlaid
   const draw = (name) => (curves.has(name)
     ? seriesChart(chartNode, runs.map((r, i) => ({ id: r.id, label: labels[i] })), name)
-    : plot(chartNode, [{ type: "bar", x: labels, y: runs.map((r) => ((byRun[r.id] || {})[name] || {}).last ?? null) }],
-      { xaxis: { type: "category" }, yaxis: { title: { text: name } } }));
+    : plot(chartNode, [{ type: "bar", x: labels.map(esc), y: runs.map((r) => ((byRun[r.id] || {})[name] || {}).last ?? null) }],
+      { xaxis: { type: "category" }, yaxis: { title: { text: esc(name) } } }));
 
   const sweep = h("div", { id: "sweep" });
   clear(main,
@@ -93,16 +93,17 @@ async function drawSweep(box, runs, byRun, metrics) {
   const draw = async () => {
     const x = xPick.value, y = yPick.value;
     await plot(scatter, [{ type: "scatter", mode: "markers", marker: { size: 10 },
-      x: runs.map((r) => value(r.properties[x])), y: runs.map((r) => last(r, y)),
-      text: runs.map((r) => `run ${r.number}`), hovertemplate: `${x} %{x}<br>${y} %{y}<br>%{text}<extra></extra>` }],
-    { xaxis: { title: { text: x } }, yaxis: { title: { text: y } } });
+      x: runs.map((r) => { const v = value(r.properties[x]); return typeof v === "string" ? esc(v) : v; }),
+      y: runs.map((r) => last(r, y)),
+      text: runs.map((r) => `run ${r.number}`), hovertemplate: "%{x}, %{y}<br>%{text}<extra></extra>" }],
+    { xaxis: { title: { text: esc(x) } }, yaxis: { title: { text: esc(y) } } });
     const numericKeys = keys.filter((k) => runs.every((r) => typeof value(r.properties[k]) === "number"));
     parallel.hidden = !(numericKeys.length && webgl());
     if (!parallel.hidden) { // plotly draws parallel coordinates with WebGL
       await plot(parallel, [{ type: "parcoords",
         line: { color: runs.map((r) => last(r, y) ?? 0), colorscale: "Viridis", showscale: true },
-        dimensions: [...numericKeys.map((k) => ({ label: k, values: runs.map((r) => value(r.properties[k])) })),
-          { label: y, values: runs.map((r) => last(r, y) ?? null) }] }], { margin: { l: 60, r: 60, t: 40, b: 20 } });
+        dimensions: [...numericKeys.map((k) => ({ label: esc(k), values: runs.map((r) => value(r.properties[k])) })),
+          { label: esc(y), values: runs.map((r) => last(r, y) ?? null) }] }], { margin: { l: 60, r: 60, t: 40, b: 20 } });
     }
   };
   xPick.onchange = draw; yPick.onchange = draw;

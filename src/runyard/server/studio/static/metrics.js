@@ -2,7 +2,7 @@
 // or as a list, tables (with a chart of two numeric columns), images, and the JSON chart
 // kinds (confusion matrix, accuracy table, residuals, predictions).
 import { api, get } from "./api.js";
-import { plot, seriesChart } from "./charts.js";
+import { esc, plot, seriesChart } from "./charts.js";
 import { clear, errorBox, h, number, table } from "./dom.js";
 
 const MAX_ROWS = 10000;
@@ -56,8 +56,8 @@ function drawTable(body, tools, summary, points) {
     chartButton.setAttribute("aria-pressed", String(asChart));
     if (asChart) {
       const [x, ...ys] = numeric;
-      await plot(node, ys.map((y) => ({ type: "scatter", mode: points.values.length < 60 ? "lines+markers" : "lines", name: y,
-        x: points.values.map((r) => r[x]), y: points.values.map((r) => r[y]) })), { xaxis: { title: { text: x } }, showlegend: ys.length > 1 });
+      await plot(node, ys.map((y) => ({ type: "scatter", mode: points.values.length < 60 ? "lines+markers" : "lines", name: esc(y),
+        x: points.values.map((r) => r[x]), y: points.values.map((r) => r[y]) })), { xaxis: { title: { text: esc(x) } }, showlegend: ys.length > 1 });
     }
   };
   let asChart = true;
@@ -85,12 +85,12 @@ async function drawChartKind(body, kind, data) {
   const node = h("div", { class: "chart tall", role: "img", "aria-label": kind.replace("_", " ") });
   body.append(node);
   if (kind === "confusion_matrix") {
-    const labels = (data.class_labels || []).map(String);
+    const labels = (data.class_labels || []).map(esc);
     const z = data.matrix || [];
     await plot(node, [{ type: "heatmap", z, x: labels, y: labels, colorscale: "Blues", reversescale: true, texttemplate: "%{z}", hovertemplate: "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>" }],
       { xaxis: { title: { text: "Predicted label" }, type: "category" }, yaxis: { title: { text: "True label" }, type: "category", autorange: "reversed" } });
   } else if (kind === "accuracy_table") {
-    const labels = (data.class_labels || []).map(String);
+    const labels = (data.class_labels || []).map(esc);
     const traces = (data.probability_tables || []).map((rows, i) => ({
       type: "scatter", mode: "lines", name: labels[i] ?? `class ${i}`,
       x: rows.map(([, fp, tn]) => fp / Math.max(fp + tn, 1)), y: rows.map(([tp, , , fn]) => tp / Math.max(tp + fn, 1)),

@@ -13,7 +13,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
     filter: query.get("filter") || "",
     sort: query.get("sort") || "",
     page: Math.max(0, parseInt(query.get("page") || "0", 10) || 0),
-    columns: query.has("metrics") ? query.get("metrics").split(",").filter(Boolean) : null,
+    columns: query.has("metric") ? query.getAll("metric") : null,
     stat: STATS.includes(query.get("stat")) ? query.get("stat") : "last",
   };
   const selected = new Set();
@@ -73,7 +73,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
     if (state.filter) p.set("filter", state.filter);
     if (state.sort) p.set("sort", state.sort);
     if (state.page) p.set("page", state.page);
-    if (state.columns) p.set("metrics", state.columns.join(","));
+    for (const name of state.columns || []) p.append("metric", name);
     if (state.stat !== "last") p.set("stat", state.stat);
     const q = p.toString();
     history.replaceState(null, "", `${location.pathname}${q ? `?${q}` : ""}`);
@@ -240,5 +240,5 @@ function quote(text) {
 }
 
 function quoteKey(key) {
-  return /^[A-Za-z_][\w-]*$/.test(key) ? key : `\`${key}\``;
+  return /^[A-Za-z_][\w-]*$/.test(key) ? key : `\`${key.replaceAll("`", "``")}\``;
 }
