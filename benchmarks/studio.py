@@ -69,9 +69,11 @@ def populate(uri: str, artifacts: str, runs: int, points: int) -> tuple[str, str
         store.create_runs(long.id, [NewRun(id="long-series", display_name="long")])
         values = array("d", (math.sin(i / 5000) + (i % 977 == 0) * 3 for i in range(points)))
         times = array("d", (now + i / 1000 for i in range(points)))
-        store.log_batch(
-            "long-series", [SeriesAppend("loss", "scalar", range(points), values, times)]
-        )
+        for name in ("loss", "loss_unseen"):  # the second is first read by sampled_ms
+            series = SeriesAppend(name, "scalar", range(points), values, times)
+            store.log_batch("long-series", [series])
+        # the planner's statistics, as autovacuum gathers them soon after a bulk load
+        store.db.write(lambda cur: cur.execute("ANALYZE"))  # type: ignore[attr-defined]
         return exp.id, "long-series", long.id
     finally:
         store.close()

@@ -71,6 +71,16 @@ class Reader:
         return UserError(f"Invalid filter {self.text!r}: {what}")
 
 
+def key_after(reader: Reader, head: str) -> str:
+    """The key that follows ``head`` as ``.key`` (``tags.`a key```, ``tags."x y"``)."""
+    if reader.take()[0] != "dot":
+        raise reader.fail(f"expected '.' and a key after {head!r}")
+    token = reader.take()
+    if token[0] not in ("string", "backquoted", "word"):
+        raise reader.fail(f"expected a key after {head}.")
+    return unquote(token)
+
+
 def comparator(reader: Reader) -> str:
     """The comparison at the reader, as a ``records.CONDITION_OPS`` name."""
     token = reader.take()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._filter_text import Reader, comparator, unquote
+from ._filter_text import Reader, comparator, key_after, unquote
 from .errors import UserError
 from .records import ALL_STATUSES, NUMERIC_ATTRIBUTES, RUN_ATTRIBUTES, Condition
 
@@ -105,7 +105,7 @@ def _named(token: tuple[str, str]) -> bool:
 def _identifier(reader: Reader, token: tuple[str, str]) -> tuple[str, str]:
     if token[0] not in ("word", "backquoted"):
         raise reader.fail(f"expected a name such as tags.team or metrics.acc, not {token[1]!r}")
-    head, dot, rest = token[1].partition(".")
+    head, _, rest = token[1].partition(".")
     field = _FIELDS.get(head.lower()) if token[0] == "word" else None
     if field is None:
         name = unquote(token)
@@ -116,14 +116,7 @@ def _identifier(reader: Reader, token: tuple[str, str]) -> tuple[str, str]:
             )
         return "attribute", name
     if not rest:  # tags.`a key`
-        if not dot:
-            dot_token = reader.take()
-            if dot_token[0] != "dot":
-                raise reader.fail(f"expected '.' and a key after {head!r}")
-        key_token = reader.take()
-        if key_token[0] not in ("string", "backquoted", "word"):
-            raise reader.fail(f"expected a key after {head}.")
-        rest = unquote(key_token)
+        rest = key_after(reader, head)
     if field == "attribute" and rest not in RUN_ATTRIBUTES:
         raise reader.fail(f"{rest!r} is not a run attribute ({', '.join(RUN_ATTRIBUTES)})")
     return field, rest

@@ -47,6 +47,7 @@ def serve_command(
     Prints the URL, and on the first start an admin token (shown once). Ctrl-C or SIGTERM
     lets in-flight requests finish, then stops.
     """
+    _needs_server_extra("runyard serve")
     from ..server.app import ServerSettings
     from ..server.serving import serve
 
@@ -79,16 +80,35 @@ def studio_command(
     A local workspace is served on 127.0.0.1 until Ctrl-C, and a one-time sign-in link is
     printed and opened. A server workspace's studio is the server's own pages.
     """
-    from ..server.serving import _open, studio
     from ..store import is_server_uri
 
     uri, artifacts = _workspace(workspace_uri, artifacts, debug)
     if is_server_uri(uri):
         click.echo(f"The studio of this workspace is its server's: {uri}/ (sign in with a token)")
         if not no_browser:
-            _open(f"{uri}/")
+            import webbrowser
+
+            webbrowser.open(f"{uri}/")
         return
+    _needs_server_extra("runyard studio")
+    from ..server.serving import studio
+
     studio(uri, artifacts, port, not no_browser, echo=click.echo)
+
+
+def _needs_server_extra(command: str) -> None:
+    import importlib.util
+
+    missing = [
+        name
+        for name in ("fastapi", "uvicorn", "plotly", "numpy")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise click.UsageError(
+            f"{command} needs the server extra ({', '.join(missing)} missing): "
+            "pip install 'runyard[server]'"
+        )
 
 
 def _workspace(

@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from ..._filter_text import Reader, comparator, unquote
+from ..._filter_text import Reader, comparator, key_after, unquote
 from ...errors import UserError
 from ...records import Condition, Order, RunQuery, RunRecord, SeriesSummary
 from .convert import MAX_TIMESTAMP, MS_SLACK, NOTE, PARENT, RUN_NAME, STATUS_TO_MLFLOW
@@ -74,13 +74,7 @@ def _identifier(reader: Reader) -> tuple[str, str]:
             )
         return _attribute(reader, token[1])
     if not rest:
-        dot = reader.take()
-        if dot[0] != "dot":
-            raise reader.fail(f"expected '.' and a key after {head!r}")
-        key_token = reader.take()
-        if key_token[0] not in ("string", "backquoted", "word"):
-            raise reader.fail(f"expected a key after {head}.")
-        rest = unquote(key_token)
+        rest = key_after(reader, head)
     if kind == "attribute":
         return _attribute(reader, rest)
     if kind == "tag" and rest in _FIELD_TAGS:
