@@ -154,8 +154,9 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """Sort runs by a metric's last value, a tag, a property or an attribute; runs
-    without it come last, either way."""
+    """Sort runs by a metric's last value, a tag, a property or an attribute (or the
+    attribute "duration": from start to end, or to now); runs without it come last,
+    either way."""
 
     field: str
     key: str

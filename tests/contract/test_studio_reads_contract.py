@@ -8,7 +8,7 @@ import time
 import pytest
 
 from runyard.errors import NotFound, UserError
-from runyard.records import Condition, NewRun, RunQuery
+from runyard.records import Condition, NewRun, Order, RunQuery
 from runyard.run_filter import parse_run_filter
 
 
@@ -67,3 +67,21 @@ def test_status_history_notes_every_status_with_its_time(store):
     assert history[2].time == pytest.approx(run.start) and history[3].time == pytest.approx(run.end)
     with pytest.raises(NotFound):
         store.status_history("no-such-run")
+
+
+def test_runs_sort_by_duration_running_ones_counting_to_now(store):
+    exp = store.get_or_create_experiment("durations")
+    store.create_runs(exp.id, [NewRun(id=f"d{i}") for i in range(3)])
+    store.create_runs(exp.id, [NewRun(id="never", status="NotStarted")])
+    time.sleep(0.05)
+    store.set_status("d1", "Completed")  # the shortest
+    time.sleep(0.2)
+    store.set_status("d0", "Completed")
+    time.sleep(0.1)
+    # d2 still runs: its duration counts to now, the longest
+    order = (Order("attribute", "duration", descending=True),)
+    found = [r.id for r in store.search_runs(RunQuery(experiment_id=exp.id, order=order))]
+    assert found == ["d2", "d0", "d1", "never"]  # a run that never started comes last
+    order = (Order("attribute", "duration"),)
+    found = [r.id for r in store.search_runs(RunQuery(experiment_id=exp.id, order=order))]
+    assert found == ["d1", "d0", "d2", "never"]

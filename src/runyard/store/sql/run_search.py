@@ -175,16 +175,23 @@ def _condition_sql(db: Database, condition: Condition) -> tuple[str, list[Any]]:
     return sql, [condition.key, *params]
 
 
-def _order_sql(order: Order, alias: str) -> tuple[str, str | None, list[Any]]:
+def _order_sql(db: Database, order: Order, alias: str) -> tuple[str, str | None, list[Any]]:
     """The ORDER BY term of ``order`` and, for a metric, tag or property, the LEFT JOIN
     (as ``alias``) of the run's own row that it sorts by, with its parameters. A join, not
     a subquery per run: sorting 100,000 runs by a metric took 0.3 s on PostgreSQL that way."""
     direction = "DESC" if order.descending else "ASC"
+    if order.field == "attribute" and order.key == "duration":  # from start to end, or now
+        now = (
+            "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
+            if db.dialect == "postgresql"
+            else "((julianday('now') - 2440587.5) * 86400.0)"
+        )
+        return f"COALESCE(r.ended_at, {now}) - r.started_at {direction} NULLS LAST", None, []
     if order.field == "attribute":
         if order.key not in RUN_ATTRIBUTES:
             raise UserError(
                 f"runs have no attribute {order.key!r} to sort by; they have "
-                f"{', '.join(RUN_ATTRIBUTES)}"
+                f"{', '.join(RUN_ATTRIBUTES)} and duration"
             )
         return f"{_ATTRIBUTE_COLUMNS[order.key]} {direction} NULLS LAST", None, []
     if order.field not in _KEYED:
@@ -254,7 +261,7 @@ def search_sql(
         return f"{prefix}SELECT {columns} FROM {source} WHERE {matches}", params
     orders, joins, join_params = [], [], []
     for i, order in enumerate(query.order):
-        term, join, values = _order_sql(order, f"o{i}")
+        term, join, values = _order_sql(db, order, f"o{i}")
         orders.append(term)
         if join is not None:
             joins.append(join)

@@ -5,7 +5,7 @@ import { clear, duration, errorBox, every, h, link, number, runName, statusBadge
 const PAGE = 50;
 const STATS = ["last", "min", "max"];
 // columns sorted by a run attribute: header → attribute
-const SORTABLE = { "#": "number", Name: "display_name", Status: "status", "Submitted by": "submitted_by", Started: "start" };
+const SORTABLE = { "#": "number", Name: "display_name", Status: "status", "Submitted by": "submitted_by", Started: "start", Duration: "duration" };
 
 export async function runsPage(main, [experimentId], query, ctx) {
   const experiment = await get(`/experiments/${encodeURIComponent(experimentId)}`);
