@@ -15,8 +15,12 @@ export async function experimentsPage(main, params, query, ctx) {
     h("div", { class: "bar" }, toggle, h("label", { for: "show-archived" }, "Show archived experiments")),
     body);
 
+  let drawn = null;
   async function load() {
     const found = await get("/experiments/overview", { view_type: archived ? "All" : "ActiveOnly" });
+    const seen = JSON.stringify(found);
+    if (seen === drawn) return; // unchanged: keep the table (and the keyboard's place)
+    drawn = seen;
     if (!found.length) {
       clear(body, h("p", { class: "muted" }, "No experiments yet. Start one with ",
         h("code", {}, "Experiment(ws, \"name\").start_logging()"), " or ",

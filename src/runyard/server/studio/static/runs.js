@@ -20,6 +20,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
   const expanded = new Map(); // run id → its children (or null while they load)
   let current = { runs: [], count: 0, series: {}, names: [] };
   let controller = null;
+  let drawnData = null;
 
   const search = h("input", { type: "search", id: "run-filter", value: state.filter,
     placeholder: "Filter: tags.team = vision and metrics.acc > 0.9 and status = Completed",
@@ -106,8 +107,17 @@ export async function runsPage(main, [experimentId], query, ctx) {
     filterError.textContent = "";
     const childIds = [...expanded.values()].flat().filter(Boolean).map((r) => r.id);
     const series = await seriesOf([...runs.map((r) => r.id), ...childIds], signal);
+    const seen = JSON.stringify([runs, count, series, [...expanded]]);
     current = { runs, count: count.count, series, names: metricNames(series) };
     if (!state.columns) state.columns = current.names.slice(0, 3);
+    if (seen === drawnData) { // unchanged: keep the table (and the keyboard's place)
+      for (const run of runs) {
+        const cell = tableBox.querySelector(`tr[data-run="${CSS.escape(run.id)}"] td.duration`);
+        if (cell) cell.textContent = duration(run); // a running run's duration goes on
+      }
+      return;
+    }
+    drawnData = seen;
     render();
   }
 
@@ -177,7 +187,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
       h("td", {}, statusBadge(run.status)),
       h("td", {}, run.submitted_by || ""),
       h("td", {}, when(run.start ?? run.created)),
-      h("td", { class: "num" }, duration(run)),
+      h("td", { class: "num duration" }, duration(run)),
       h("td", {}, chips(run.tags, "tags")),
       h("td", {}, chips(run.properties, "properties")),
       metrics);
@@ -206,6 +216,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
   }
 
   function render() {
+    drawnData = JSON.stringify([current.runs, { count: current.count }, current.series, [...expanded]]);
     renderMetricMenu();
     const first = state.page * PAGE;
     info.textContent = current.count ? `Runs ${first + 1}–${first + current.runs.length} of ${current.count}` : "No runs match";
@@ -224,13 +235,11 @@ export async function runsPage(main, [experimentId], query, ctx) {
 
   await load();
   const poll = every(2000, async () => {
-    await load();
     for (const [id, kids] of expanded) {
       if (!kids) continue;
-      const fresh = await post("/runs/search", { query: { parent_id: id }, limit: 500 });
-      expanded.set(id, fresh);
+      expanded.set(id, await post("/runs/search", { query: { parent_id: id }, limit: 500 }));
     }
-    render();
+    await load();
   });
   return () => { poll.stop(); if (controller) controller.abort(); };
 }
