@@ -8,6 +8,7 @@ cannot be reached they skip with a visible reason, unless ``RUNYARD_REQUIRE_POST
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -125,3 +126,36 @@ def needs_local(ws: Workspace) -> None:
     itself (tests/server covers the same behaviour through the server)."""
     if "://" in ws.artifacts_root:
         pytest.skip("reaches into the workspace's database or files, which a client cannot")
+
+
+# -- the browser of the studio's tests --------------------------------------------------
+# Without Chromium or Playwright the browser tests skip with a visible reason, unless
+# RUNYARD_REQUIRE_BROWSER=1 (CI sets it) makes that a failure. One Playwright serves the
+# whole session: its sync API cannot be started twice in one thread.
+REQUIRE = os.environ.get("RUNYARD_REQUIRE_BROWSER") == "1"
+CHROMIUM = os.environ.get("RUNYARD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# as the machine's notes say: without these, Chromium keeps trying to reach the internet
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _missing(why: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"the browser tests are required here (RUNYARD_REQUIRE_BROWSER=1): {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright is not installed (pip install -e '.[dev]')")
+    if not os.path.exists(CHROMIUM):
+        _missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

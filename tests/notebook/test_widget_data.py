@@ -24,7 +24,7 @@ def test_widget_data_and_view_of_a_failed_run(ws):
     run.log("phase", "warmup")  # text: no chart, no failure
     run.upload_file(
         "user_logs/std_log.txt", io.BytesIO(b"".join(b"line %d\n" % i for i in range(20_000)))
-    )  # noqa: E501
+    )
     child = run.child_run(name="kid")
     child.complete()
     run.fail(error_details="<b>broken</b>")

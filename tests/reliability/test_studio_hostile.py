@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.live_server import serve_workspace
-from tests.studio.conftest import browser, wait_js  # noqa: F401  (browser: a fixture)
+from tests.studio.conftest import wait_js
 
 from runyard import Experiment, Workspace
 from runyard.records import NewRun
@@ -33,7 +33,7 @@ LINK = '<a href="https://evil.example/">click</a>'
 
 
 @pytest.fixture
-def studio_of(browser, tmp_path) -> Iterator[Any]:  # noqa: F811
+def studio_of(browser, tmp_path) -> Iterator[Any]:
     """``studio_of(ws)``: serve ``ws`` (auth on) and return a signed-in page and the URL."""
     opened: list[Any] = []
     with_servers: list[Any] = []

@@ -1,9 +1,8 @@
 """Browser tests of the studio: Playwright driving a real headless Chromium (Debian's
 ``chromium``) against a real ``runyard serve`` on a port, over a workspace of real runs.
 
-Without Chromium or Playwright these tests skip with a visible reason, unless
-``RUNYARD_REQUIRE_BROWSER=1`` (CI sets it) makes that a failure. Each test saves
-screenshots in ``build/screenshots/``.
+The ``browser`` fixture is in tests/conftest.py (one Playwright for the whole session).
+Each test saves screenshots in ``build/screenshots/``.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,34 +22,7 @@ import pytest
 
 from runyard import Experiment, Workspace
 
-REQUIRE = os.environ.get("RUNYARD_REQUIRE_BROWSER") == "1"
-CHROMIUM = os.environ.get("RUNYARD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# as the machine's notes say: without these, Chromium keeps trying to reach the internet
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-
-
-def _missing(why: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"the browser tests are required here (RUNYARD_REQUIRE_BROWSER=1): {why}")
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("Playwright is not installed (pip install -e '.[dev]')")
-    if not os.path.exists(CHROMIUM):
-        _missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @dataclass
