@@ -287,3 +287,27 @@ def test_cancel_and_status_history(served):
     history = client.get("/api/v1/runs/plain/statuses").json()
     assert [c["status"] for c in history] == ["Running", "Canceled"]
     assert client.get("/api/v1/runs/nope/statuses").status_code == 404
+
+
+def test_a_change_from_another_origin_is_refused_even_with_the_csrf_cookie(served):
+    """Cookies are shared by every port of a host: a page on another port could read the
+    CSRF cookie. A change signed in by cookie must come from the studio's own origin."""
+    url, store, secrets = served
+    exp = store.get_or_create_experiment("origins")
+    store.create_runs(exp.id, [NewRun(id="origin-run")])
+    client = _signed_in(url, secrets["contributor"])
+    csrf = client.cookies[f"runyard_csrf_{httpx.URL(url).port}"]
+    for origin in ("http://127.0.0.1:9999", "http://evil.example", "null"):
+        answer = client.patch(
+            "/api/v1/runs/origin-run/tags",
+            json={"set": {"a": "1"}},
+            headers={"X-Runyard-CSRF": csrf, "Origin": origin},
+        )
+        assert answer.status_code == 403, origin
+    assert store.get_run("origin-run").tags == {}
+    same = client.patch(
+        "/api/v1/runs/origin-run/tags",
+        json={"set": {"a": "1"}},
+        headers={"X-Runyard-CSRF": csrf, "Origin": url},
+    )
+    assert same.status_code == 200

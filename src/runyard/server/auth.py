@@ -95,6 +95,13 @@ def _check_csrf(request: Request) -> None:
     not SameSite) but can neither read it nor set that header."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
+    origin = request.headers.get("origin")
+    if origin is not None and not _own_origin(request, origin):
+        # another origin (another port of this host shares its cookies) never changes runs
+        raise Forbidden(
+            f"a change signed in by the studio's cookie came from {origin}, not from this "
+            "server's pages (behind a proxy, set runyard serve --public-url)"
+        )
     sent = request.headers.get(CSRF_HEADER, "").encode()
     expected = request.cookies.get(csrf_cookie(request), "").encode()
     if not expected or not hmac.compare_digest(sent, expected):
@@ -103,6 +110,13 @@ def _check_csrf(request: Request) -> None:
             f"{CSRF_HEADER} header; reload the studio page, or send a token in the "
             "Authorization header instead"
         )
+
+
+def _own_origin(request: Request, origin: str) -> bool:
+    """Is ``origin`` this server's: the host the request was sent to, or its public URL?"""
+    public = request.app.state.settings.public_url or ""
+    mine = {request.headers.get("host", ""), public.split("://", 1)[-1].split("/", 1)[0]}
+    return origin.split("://", 1)[-1] in mine - {""}
 
 
 def authenticate(request: Request) -> Principal:
