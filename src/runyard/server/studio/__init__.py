@@ -101,10 +101,13 @@ class _Files:
 FILES = _Files()
 
 
-def _file(request: Request, name: str) -> Response:
+def _file(request: Request, name: str, forever: bool = False) -> Response:
+    """A static file, gzipped when the browser takes it; ``forever``: its URL names its
+    content (``?v=`` its ETag), so the browser keeps it without asking again."""
     data, packed, etag = FILES.get(name)
     headers = {
-        "Cache-Control": "no-cache",  # revalidated by ETag: an upgrade shows at once
+        # revalidated by ETag, so an upgrade shows at once; a file named by content is kept
+        "Cache-Control": "public, max-age=31536000, immutable" if forever else "no-cache",
         "ETag": f'"{etag}"',
         "X-Content-Type-Options": "nosniff",
         "Vary": "Accept-Encoding",
@@ -126,13 +129,22 @@ def static_file(name: str, request: Request) -> Response:
 
 
 @router.get("/vendor/plotly.min.js")
-def plotly_js(request: Request) -> Response:
-    return _file(request, "plotly.min.js")
+def plotly_js(request: Request, v: str | None = None) -> Response:
+    return _file(request, "plotly.min.js", forever=v is not None and v == FILES.get(PLOTLY)[2])
+
+
+PLOTLY = "plotly.min.js"
 
 
 def _shell() -> Response:
     data, _, _ = FILES.get("index.html")
-    page = data.replace(b"{{version}}", __version__.encode())
+    try:
+        plotly = f"/vendor/plotly.min.js?v={FILES.get(PLOTLY)[2]}"
+    except NotFound:  # drawn without charts; the page says what is missing
+        plotly = "/vendor/plotly.min.js"
+    page = data.replace(b"{{version}}", __version__.encode()).replace(
+        b"{{plotly}}", plotly.encode()
+    )
     return Response(
         page,
         media_type="text/html; charset=utf-8",

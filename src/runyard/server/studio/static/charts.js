@@ -11,7 +11,8 @@ export function plotly() {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!loading) {
     loading = new Promise((resolve, reject) => {
-      const script = h("script", { src: "/vendor/plotly.min.js" });
+      const named = document.querySelector("meta[name=runyard-plotly]");
+      const script = h("script", { src: named ? named.content : "/vendor/plotly.min.js" });
       script.onload = () => resolve(window.Plotly);
       script.onerror = () => reject(new Error("plotly.js could not be loaded from this server"));
       document.head.append(script);
@@ -54,7 +55,7 @@ export async function plot(node, data, layout) {
 // A line chart of one metric of several runs, each downsampled on the server to the
 // chart's width; zooming asks for finer points of the range shown.
 export async function seriesChart(node, runs, name, { log = false, xTitle = "step" } = {}) {
-  const P = await plotly();
+  const loaded = plotly(); // loads while the points are fetched
   const width = () => Math.max(200, Math.min(4000, Math.round(node.clientWidth || 800)));
   let range = null, seq = 0;
   async function fetchAll() {
@@ -74,7 +75,7 @@ export async function seriesChart(node, runs, name, { log = false, xTitle = "ste
     yaxis: { type: log ? "log" : "linear" },
     showlegend: runs.length > 1, hovermode: "closest",
   };
-  const data = await fetchAll();
+  const [P, data] = await Promise.all([loaded, fetchAll()]);
   await P.react(node, data, merge(theme(), layout), CONFIG);
   node.setAttribute("data-drawn", "1");
   node.dataset.points = data.reduce((n, t) => n + t.x.length, 0);

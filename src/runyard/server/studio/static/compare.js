@@ -1,13 +1,14 @@
 // Several runs side by side: one metric overlaid, properties and tags with differences
 // marked, and for a sweep a scatter of a property against a metric.
 import { get, post } from "./api.js";
-import { esc, plot, seriesChart } from "./charts.js";
+import { esc, plot, plotly, seriesChart } from "./charts.js";
 import { clear, h, link, number, runName, statusBadge } from "./dom.js";
 
 const MAX_RUNS = 50;
 
 export async function comparePage(main, params, query, ctx) {
   const parent = query.get("parent");
+  plotly().catch(() => {}); // on its way while the runs are fetched
   let runs;
   if (parent) {
     runs = await post("/runs/search", { query: { parent_id: parent }, limit: MAX_RUNS });

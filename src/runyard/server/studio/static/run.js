@@ -1,5 +1,6 @@
 // One run: details and status history, metrics drawn by kind, the live log, files, children.
 import { api, get, post } from "./api.js";
+import { plotly } from "./charts.js";
 import { drawMetric } from "./metrics.js";
 import { bytes, clear, duration, errorBox, every, h, isTerminal, link, number, runName, statusBadge, table, when } from "./dom.js";
 
@@ -8,6 +9,7 @@ const LOG_TAIL = 64 * 1024;
 
 export async function runPage(main, [runId], query, ctx) {
   const path = `/runs/${encodeURIComponent(runId)}`;
+  if (query.get("tab") === "Metrics") plotly().catch(() => {}); // on its way meanwhile
   let run = await get(path);
   const canChange = ctx.session.role !== "reader";
   const stops = [];

@@ -88,10 +88,15 @@ export async function runsPage(main, [experimentId], query, ctx) {
     return [{ field: "attribute", key, descending }];
   }
 
-  async function load() {
+  // a user's sort, filter or page cancels the load before it; a poll never cancels one
+  async function load(poll = false) {
+    if (poll && controller) return;
     if (controller) controller.abort();
-    controller = new AbortController();
-    const signal = controller.signal;
+    const mine = controller = new AbortController();
+    try { await loadWith(mine.signal); } finally { if (controller === mine) controller = null; }
+  }
+
+  async function loadWith(signal) {
     const body = { query: { experiment_id: experiment.id, top_level_only: true, order: order() }, filter: state.filter || null };
     let runs, count;
     try {
@@ -239,7 +244,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
       if (!kids) continue;
       expanded.set(id, await post("/runs/search", { query: { parent_id: id }, limit: 500 }));
     }
-    await load();
+    await load(true);
   });
   return () => { poll.stop(); if (controller) controller.abort(); };
 }
