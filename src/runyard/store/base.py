@@ -113,7 +113,11 @@ class Store(Protocol):
         nothing to do for a database, whose writes are durable when they return."""
         ...
 
-    def get_history(self, run_id: str, name: str) -> MetricHistory: ...
+    def get_history(self, run_id: str, name: str, *, times: bool = True) -> MetricHistory:
+        """Every point of one series; ``times=False`` may leave its times out (empty), as
+        charts need only steps and values."""
+        ...
+
     def get_histories(
         self, run_ids: Sequence[str], name: str | None = None, values_only: bool = False
     ) -> dict[str, list[MetricHistory]]:

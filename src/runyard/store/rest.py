@@ -285,8 +285,8 @@ class RestStore:
         if self._outbox is not None:
             self._outbox.persist()
 
-    def get_history(self, run_id: str, name: str) -> MetricHistory:
-        found = self.get_histories([run_id], name).get(run_id)
+    def get_history(self, run_id: str, name: str, *, times: bool = True) -> MetricHistory:
+        found = self.get_histories([run_id], name).get(run_id)  # a server sends the times
         if not found:
             self.get_run(run_id)  # NotFound for a run that does not exist
             raise NotFound(f"run {run_id} has no metric named {name!r}")

@@ -92,7 +92,7 @@ class RecentSeries:
             if kept is not None and kept[0] == summary.count:
                 self._kept.move_to_end(key)
                 return kept[1], kept[2], kept[3]
-        history = store.get_history(run_id, name)
+        history = store.get_history(run_id, name, times=False)
         try:
             steps = numpy.asarray(history.steps, dtype=numpy.int64)
             values = numpy.asarray(history.values, dtype=numpy.float64)

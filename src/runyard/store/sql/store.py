@@ -670,8 +670,8 @@ class SqlStore(TokensMixin):
     def persist(self) -> None:
         """Nothing waits: every write is durable when it returns."""
 
-    def get_history(self, run_id: str, name: str) -> MetricHistory:
-        found = metrics.get_histories(self.db, [run_id], name).get(run_id)
+    def get_history(self, run_id: str, name: str, *, times: bool = True) -> MetricHistory:
+        found = metrics.get_histories(self.db, [run_id], name, times=times).get(run_id)
         if not found:
             raise NotFound(f"run {run_id} has no metric named {name!r}")
         return found[0]
