@@ -38,6 +38,7 @@ from ..auth import (
 )
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
+PLOTLY = "plotly.min.js"  # as the plotly package ships it, in its package_data
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
@@ -77,7 +78,7 @@ class _Files:
         spec = importlib.util.find_spec("plotly")
         if spec is not None and spec.submodule_search_locations:
             plotly = os.path.join(spec.submodule_search_locations[0], "package_data")
-            found["plotly.min.js"] = os.path.join(plotly, "plotly.min.js")
+            found[PLOTLY] = os.path.join(plotly, PLOTLY)
         return found
 
     def get(self, name: str) -> tuple[bytes, bytes, str]:
@@ -85,7 +86,7 @@ class _Files:
             if name not in self._cache:
                 path = self.paths().get(name)
                 if path is None or not os.path.isfile(path):
-                    if name == "plotly.min.js":
+                    if name == PLOTLY:
                         raise NotFound(
                             "the studio's charts need the plotly package on the server: "
                             "pip install 'runyard[server]'"
@@ -130,10 +131,7 @@ def static_file(name: str, request: Request) -> Response:
 
 @router.get("/vendor/plotly.min.js")
 def plotly_js(request: Request, v: str | None = None) -> Response:
-    return _file(request, "plotly.min.js", forever=v is not None and v == FILES.get(PLOTLY)[2])
-
-
-PLOTLY = "plotly.min.js"
+    return _file(request, PLOTLY, forever=v is not None and v == FILES.get(PLOTLY)[2])
 
 
 def _shell() -> Response:
