@@ -18,9 +18,10 @@ export async function runsPage(main, [experimentId], query, ctx) {
   };
   const selected = new Set();
   const expanded = new Map(); // run id → its children (or null while they load)
-  let current = { runs: [], count: 0, series: {}, names: [] };
+  let current = { runs: [], count: null, series: {}, names: [] };
   let controller = null;
   let drawnData = null;
+  let countedFor = null;
 
   const search = h("input", { type: "search", id: "run-filter", value: state.filter,
     placeholder: "Filter: tags.team = vision and metrics.acc > 0.9 and status = Completed",
@@ -98,12 +99,12 @@ export async function runsPage(main, [experimentId], query, ctx) {
 
   async function loadWith(signal) {
     const body = { query: { experiment_id: experiment.id, top_level_only: true, order: order() }, filter: state.filter || null };
-    let runs, count;
+    // the rows are drawn as soon as they come; the number of matches follows
+    const counting = post("/runs/count", body, { signal });
+    counting.catch(() => {}); // its failure is the search's too, reported below
+    let runs;
     try {
-      [runs, count] = await Promise.all([
-        post("/runs/search", { ...body, limit: PAGE, offset: state.page * PAGE }, { signal }),
-        post("/runs/count", body, { signal }),
-      ]);
+      runs = await post("/runs/search", { ...body, limit: PAGE, offset: state.page * PAGE }, { signal });
     } catch (err) {
       if (err.name === "AbortError") return;
       if (err instanceof ApiError && err.status === 400) { filterError.textContent = err.message; return; }
@@ -112,18 +113,38 @@ export async function runsPage(main, [experimentId], query, ctx) {
     filterError.textContent = "";
     const childIds = [...expanded.values()].flat().filter(Boolean).map((r) => r.id);
     const series = await seriesOf([...runs.map((r) => r.id), ...childIds], signal);
-    const seen = JSON.stringify([runs, count, series, [...expanded]]);
-    current = { runs, count: count.count, series, names: metricNames(series) };
+    const seen = JSON.stringify([runs, series, [...expanded], state]);
+    const known = seen === drawnData;
+    current = { ...current, runs, series, names: metricNames(series) };
+    const asked = JSON.stringify([state.filter, state.sort, state.page]);
+    if (asked !== countedFor) current.count = null; // another question: counting anew
     if (!state.columns) state.columns = current.names.slice(0, 3);
-    if (seen === drawnData) { // unchanged: keep the table (and the keyboard's place)
+    if (known) { // unchanged: keep the table (and the keyboard's place)
       for (const run of runs) {
         const cell = tableBox.querySelector(`tr[data-run="${CSS.escape(run.id)}"] td.duration`);
         if (cell) cell.textContent = duration(run); // a running run's duration goes on
       }
-      return;
+    } else {
+      render();
     }
-    drawnData = seen;
-    render();
+    try {
+      current.count = (await counting).count;
+      countedFor = asked;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      throw err;
+    }
+    showCount();
+  }
+
+  function showCount() {
+    const first = state.page * PAGE;
+    const of = current.count === null ? "…" : current.count;
+    info.textContent = current.count === 0 || (current.count === null && !current.runs.length)
+      ? (current.count === null ? "Counting…" : "No runs match")
+      : `Runs ${first + 1}–${first + current.runs.length} of ${of}`;
+    prev.disabled = state.page === 0;
+    next.disabled = current.count === null ? current.runs.length < PAGE : first + current.runs.length >= current.count;
   }
 
   async function seriesOf(ids, signal) {
@@ -221,18 +242,15 @@ export async function runsPage(main, [experimentId], query, ctx) {
   }
 
   function render() {
-    drawnData = JSON.stringify([current.runs, { count: current.count }, current.series, [...expanded]]);
+    drawnData = JSON.stringify([current.runs, current.series, [...expanded], state]);
     renderMetricMenu();
-    const first = state.page * PAGE;
-    info.textContent = current.count ? `Runs ${first + 1}–${first + current.runs.length} of ${current.count}` : "No runs match";
-    prev.disabled = state.page === 0;
-    next.disabled = first + current.runs.length >= current.count;
+    showCount();
     const heads = [h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Select")),
       ...Object.keys({ "#": 1, Name: 1, Status: 1, "Submitted by": 1, Started: 1, Duration: 1, Tags: 1, Properties: 1 })
         .map((label) => header(label, SORTABLE[label])),
       ...state.columns.map((name) => header(`${name} (${state.stat})`, `metrics.${name}`))];
     const rows = current.runs.flatMap((run) => row(run, 0));
-    clear(tableBox, h("table", { "aria-label": "Runs", id: "runs-table" },
+    clear(tableBox, h("table", { "aria-label": "Runs", id: "runs-table", "data-filter": state.filter, "data-sort": state.sort },
       h("thead", {}, h("tr", {}, heads)), h("tbody", {}, rows)));
   }
 
