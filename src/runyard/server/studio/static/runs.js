@@ -94,14 +94,13 @@ export async function runsPage(main, [experimentId], query, ctx) {
     if (poll && controller) return;
     if (controller) controller.abort();
     const mine = controller = new AbortController();
-    try { await loadWith(mine.signal); } finally { if (controller === mine) controller = null; }
+    try { await loadWith(mine.signal, poll); } finally { if (controller === mine) controller = null; }
   }
 
-  async function loadWith(signal) {
+  let polls = 0;
+  async function loadWith(signal, poll) {
     const body = { query: { experiment_id: experiment.id, top_level_only: true, order: order() }, filter: state.filter || null };
-    // the rows are drawn as soon as they come; the number of matches follows
-    const counting = post("/runs/count", body, { signal });
-    counting.catch(() => {}); // its failure is the search's too, reported below
+    // the rows are drawn as soon as they come; the number of matches is asked after them
     let runs;
     try {
       runs = await post("/runs/search", { ...body, limit: PAGE, offset: state.page * PAGE }, { signal });
@@ -124,11 +123,14 @@ export async function runsPage(main, [experimentId], query, ctx) {
         const cell = tableBox.querySelector(`tr[data-run="${CSS.escape(run.id)}"] td.duration`);
         if (cell) cell.textContent = duration(run); // a running run's duration goes on
       }
+      // a poll that found the same rows counts again only now and then: a count walks
+      // every match, the page only its first rows
+      if (poll && (polls++ % 5) && asked === countedFor) return;
     } else {
       render();
     }
     try {
-      current.count = (await counting).count;
+      current.count = (await post("/runs/count", body, { signal })).count;
       countedFor = asked;
     } catch (err) {
       if (err.name === "AbortError") return;
