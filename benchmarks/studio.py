@@ -22,6 +22,7 @@ from array import array
 from server import serving
 
 RUNS = 100_000
+UNSEEN = ("long-unseen-1", "long-unseen-2", "long-unseen-3")
 POINTS = 1_000_000
 REPEATS = 5
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,11 +67,11 @@ def populate(uri: str, artifacts: str, runs: int, points: int) -> tuple[str, str
                 value = (int(new.id[1:]) * 7919 % 10000) / 10000
                 store.log_batch(new.id, [SeriesAppend("acc", "scalar", [0], [value], [now])])
         long = store.get_or_create_experiment("studio-bench-long")
-        # the second run is never shown in the browser: sampled_ms reads it first
-        store.create_runs(long.id, [NewRun(id="long-series"), NewRun(id="long-unseen")])
+        # the unseen runs are never shown in the browser: sampled_ms reads them first
+        store.create_runs(long.id, [NewRun(id=r) for r in ("long-series", *UNSEEN)])
         values = array("d", (math.sin(i / 5000) + (i % 977 == 0) * 3 for i in range(points)))
         times = array("d", (now + i / 1000 for i in range(points)))
-        for run_id in ("long-series", "long-unseen"):
+        for run_id in ("long-series", *UNSEEN):
             series = SeriesAppend("loss", "scalar", range(points), values, times)
             store.log_batch(run_id, [series])
         # the planner's statistics, as autovacuum gathers them soon after a bulk load
@@ -197,16 +198,21 @@ def live_figures(url: str, token: str, uri: str, artifacts: str, folder: str) ->
 
 
 def sampled_ms(url: str, token: str) -> tuple[float, float]:
-    """The downsampling endpoint on a 1M-point series: its first answer (the series read
-    from the database) and the median of zooms into it afterwards (read once, kept)."""
+    """The downsampling endpoint on 1M-point series: the median of the first answers for
+    three series no page has shown (each read from the database) and the median of zooms
+    into one of them afterwards (read once, kept)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
-    path = "/api/v1/runs/long-unseen/series/sampled"
+    firsts = []
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-        start = time.perf_counter()
-        client.get(path, params={"name": "loss", "width": 1200}).raise_for_status()
-        first = time.perf_counter() - start
+        for run_id in UNSEEN:
+            start = time.perf_counter()
+            answer = client.get(f"/api/v1/runs/{run_id}/series/sampled",
+                                params={"name": "loss", "width": 1200})  # fmt: skip
+            answer.raise_for_status()
+            firsts.append(time.perf_counter() - start)
+        path = f"/api/v1/runs/{UNSEEN[0]}/series/sampled"
         times = []
         for i in range(20):
             window = {"start": i * 40_000, "end": i * 40_000 + 200_000} if i % 2 else {}
@@ -214,7 +220,7 @@ def sampled_ms(url: str, token: str) -> tuple[float, float]:
             answer = client.get(path, params={"name": "loss", "width": 1200, **window})
             answer.raise_for_status()
             times.append(time.perf_counter() - start)
-    return round(first * 1000, 1), round(_median(times) * 1000, 1)
+    return round(_median(firsts) * 1000, 1), round(_median(times) * 1000, 1)
 
 
 def measure_one(uri: str, folder: str, runs: int, points: int) -> dict[str, float]:
