@@ -128,7 +128,7 @@ def authenticate(request: Request) -> Principal:
     if not settings.auth:
         principal = ANONYMOUS
     else:
-        principal = _principal(request.app.state.store, settings, _secret(request))
+        principal = principal_of(request.app.state.store, settings, _secret(request))
     setattr(request.state, _STATE_KEY, principal)
     return principal
 
@@ -141,13 +141,13 @@ def still_allowed(request: Request) -> bool:
     if not settings.auth:
         return True
     try:
-        _principal(request.app.state.store, settings, _secret(request))
+        principal_of(request.app.state.store, settings, _secret(request))
     except Unauthenticated:
         return False
     return True
 
 
-def _principal(store: Any, settings: Any, secret: str) -> Principal:
+def principal_of(store: Any, settings: Any, secret: str) -> Principal:
     studio = getattr(settings, "studio_secret", None)
     if studio and hmac.compare_digest(secret.encode(), studio.encode()):
         return STUDIO

@@ -141,9 +141,10 @@ def studio(
     local = opened.local_root
     opened.store.close()
     marker = os.path.join(local, STUDIO_FILE)
-    with open(marker + ".tmp", "w") as fh:
+    staged = f"{marker}.{os.getpid()}.tmp"
+    with open(staged, "w") as fh:
         json.dump({"url": url, "pid": os.getpid(), "host": socket.gethostname()}, fh)
-    os.replace(marker + ".tmp", marker)
+    os.replace(staged, marker)
     link = f"{url}/login?code={code}"
     echo(f"The runyard studio of {_shown(uri)}:\n  {link}\n(the link signs one browser in, once)")
     if open_browser:
@@ -180,6 +181,8 @@ def app_from_environment() -> Any:
     from .app import create_app
 
     config = json.loads(os.environ[ENV_CONFIG])
+    if config["settings"].get("studio_secret"):  # one process: no child needs the secret
+        os.environ.pop(ENV_CONFIG, None)  # (the browser runyard studio opens inherits env)
     opened = open_workspace(config["uri"], config["artifacts"])
     return create_app(opened.store, opened.artifacts, ServerSettings(**config["settings"]))
 

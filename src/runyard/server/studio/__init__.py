@@ -30,9 +30,9 @@ from ...errors import NotFound, UserError
 from ..app import JSON
 from ..auth import (
     Principal,
-    _principal,
     authenticate,
     csrf_cookie,
+    principal_of,
     reader,
     session_cookie,
 )
@@ -203,7 +203,7 @@ def start_session(body: SessionIn, request: Request) -> Any:
     if not settings.auth:
         who = authenticate(request)
     else:
-        who = _principal(request.app.state.store, settings, body.token.strip())
+        who = principal_of(request.app.state.store, settings, body.token.strip())
     response = JSON({"name": who.name, "role": who.role})
     if settings.auth:
         _sign_in(request, response, body.token.strip())
