@@ -59,7 +59,7 @@ def bench() -> None:
 
 
 def studio() -> None:
-    run(os.path.join(VENV, "bin", "runyard"), "studio", *sys.argv[2:])
+    run(os.path.join(BIN, "runyard"), "studio", *sys.argv[2:])
 
 
 def cli_docs() -> None:
@@ -76,3 +76,5 @@ if __name__ == "__main__":
         TASKS[sys.argv[1]]()
     except subprocess.CalledProcessError as exc:
         sys.exit(exc.returncode)
+    except KeyboardInterrupt:  # Ctrl-C stops runyard studio (and any task)
+        sys.exit(130)
