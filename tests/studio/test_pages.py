@@ -54,7 +54,8 @@ def test_runs_table_filters_sorts_and_expands_children(page, studio):
     page.wait_for_selector("#runs-table tbody tr")
     rows = page.locator("#runs-table tbody tr")
     assert rows.count() == 3
-    assert page.inner_text("#run-count") == f"Runs 1{DASH}3 of 3"
+    # the rows come first, the number of matches after them
+    wait_js(page, f"document.querySelector('#run-count').textContent === 'Runs 1{DASH}3 of 3'")
     header = page.inner_text("#runs-table thead")
     assert "final_acc (last)" in header and "loss (last)" in header
     shot(page, "runs")
