@@ -59,7 +59,7 @@ def _free_port() -> int:
 @contextmanager
 def mlflow_server(folder: str) -> Iterator[tuple[str, str]]:
     """MLflow's own server on SQLite; yields (URL, database path)."""
-    import httpx
+    from server import answers
 
     db = os.path.join(folder, "mlflow.db")
     port = _free_port()
@@ -71,16 +71,8 @@ def mlflow_server(folder: str) -> Iterator[tuple[str, str]]:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start; see mlflow-server.log")
-            time.sleep(0.2)
+        if not answers(f"{url}/health", proc, time.monotonic() + 120, every=0.2):
+            raise RuntimeError("mlflow server did not start; see mlflow-server.log")
         yield url, db
     finally:
         try:

@@ -77,8 +77,6 @@ class Server:
         self._sampler: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> str:
-        import httpx
-
         deadline = time.monotonic() + timeout
         while not self.url:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -87,15 +85,8 @@ class Server:
                 if line.startswith("runyard serves ") and " at http" in line:
                     self.url = line.split(" at ", 1)[1].split()[0]
             time.sleep(0.05)
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"runyard serve did not answer:\n{self.output()}")
-            time.sleep(0.05)
+        if not answers(f"{self.url}/api/health", self.proc, deadline):
+            raise RuntimeError(f"runyard serve did not answer:\n{self.output()}")
         time.sleep(0.5)  # every worker up
         self.rss_start = self.rss_peak = self.rss()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -141,6 +132,22 @@ class Server:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+
+
+def answers(url: str, proc: subprocess.Popen[Any], deadline: float, every: float = 0.05) -> bool:
+    """Wait until ``url`` answers 200; False once ``proc`` has ended or ``deadline``
+    (``time.monotonic()``) has passed."""
+    import httpx
+
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(every)
 
 
 @contextmanager
