@@ -36,6 +36,13 @@ _databases: weakref.WeakSet[Database] = weakref.WeakSet()
 _inherited: list[Any] = []  # a parent's connections, kept unclosed in a forked child
 
 
+def clock_sql(dialect: str) -> str:
+    """SQL for the database's clock in Unix seconds (one clock for every machine)."""
+    if dialect == "postgresql":
+        return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
 class Database:
     """Base for both dialects: one connection per process, guarded by a lock."""
 

@@ -22,7 +22,7 @@ from ...records import (
     Order,
     RunQuery,
 )
-from .database import Database
+from .database import Database, clock_sql
 
 MAX_NAMED_MATCHES = 50_000
 MAX_CONDITIONS = 25
@@ -181,11 +181,7 @@ def _order_sql(db: Database, order: Order, alias: str) -> tuple[str, str | None,
     a subquery per run: sorting 100,000 runs by a metric took 0.3 s on PostgreSQL that way."""
     direction = "DESC" if order.descending else "ASC"
     if order.field == "attribute" and order.key == "duration":  # from start to end, or now
-        now = (
-            "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
-            if db.dialect == "postgresql"
-            else "((julianday('now') - 2440587.5) * 86400.0)"
-        )
+        now = clock_sql(db.dialect)
         return f"COALESCE(r.ended_at, {now}) - r.started_at {direction} NULLS LAST", None, []
     if order.field == "attribute":
         if order.key not in RUN_ATTRIBUTES:

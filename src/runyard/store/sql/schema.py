@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ...errors import StoreError
-from .database import Database, SqlCursor
+from .database import Database, SqlCursor, clock_sql
 
 _TABLES = """
 CREATE TABLE experiments (
@@ -246,10 +246,7 @@ def _status_changes(cur: SqlCursor) -> None:
         "SELECT id, status, COALESCE(ended_at, started_at, created_at) FROM runs "
         "ORDER BY created_at"
     )
-    if cur.dialect == "postgresql":
-        now = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
-    else:
-        now = "((julianday('now') - 2440587.5) * 86400.0)"
+    now = clock_sql(cur.dialect)
     greatest = "GREATEST" if cur.dialect == "postgresql" else "MAX"
     note = "INSERT INTO run_status_changes (run_id, status, at) VALUES (NEW.id, NEW.status,"
     when = (

@@ -35,7 +35,7 @@ from ...records import (
     SupervisedRun,
 )
 from . import metrics, overview, run_search
-from .database import Database, SqlCursor, _without_password
+from .database import Database, SqlCursor, _without_password, clock_sql
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
 
@@ -472,9 +472,7 @@ class SqlStore(TokensMixin):
     # -- liveness: heartbeats stamped and aged by the database's clock ----------------
     def _db_now(self) -> str:
         """SQL for the database's clock in Unix seconds (one clock for every machine)."""
-        if self.db.dialect == "postgresql":
-            return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
-        return "((julianday('now') - 2440587.5) * 86400.0)"
+        return clock_sql(self.db.dialect)
 
     def heartbeat(
         self, run_id: str, status: str | None = None, *, supervisor: str | None = None
