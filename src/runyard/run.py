@@ -407,7 +407,8 @@ class Run(MetricsMixin, FilesMixin):
         if self._system_managed:
             warnings.warn("a submitted run is canceled by its submitter", stacklevel=2)
             return
-        self.get_status()  # the liveness rule applies first
+        if self._record.heartbeat is not None:
+            self.get_status()  # a supervised run: the liveness rule applies first
         if _liveness.cancel_status(self._record) == "CancelRequested":
             self._set_status("CancelRequested")
             return
