@@ -67,5 +67,13 @@ export async function api(method, path, body, { params, signal, raw } = {}) {
   return text.includes("$float") ? untag(data) : data;
 }
 
+// The per-series summaries of runs, as {run id: {metric name: summary}}.
+export async function seriesByRun(ids, signal) {
+  const byRun = {};
+  if (!ids.length) return byRun;
+  for (const s of await api("POST", "/series", { run_ids: ids }, { signal })) (byRun[s.run_id] ||= {})[s.name] = s;
+  return byRun;
+}
+
 export const get = (path, params, options) => api("GET", path, undefined, { ...options, params });
 export const post = (path, body, options) => api("POST", path, body, options);

@@ -1,6 +1,6 @@
 // Several runs side by side: one metric overlaid, properties and tags with differences
 // marked, and for a sweep a scatter of a property against a metric.
-import { get, post } from "./api.js";
+import { get, post, seriesByRun } from "./api.js";
 import { esc, plot, plotly, seriesChart } from "./charts.js";
 import { clear, h, link, number, runName, statusBadge } from "./dom.js";
 
@@ -21,8 +21,7 @@ export async function comparePage(main, params, query, ctx) {
     return null;
   }
   const labels = runs.map((r) => `${r.number}: ${runName(r)}`);
-  const byRun = {};
-  for (const s of await post("/series", { run_ids: runs.map((r) => r.id) })) (byRun[s.run_id] ||= {})[s.name] = s;
+  const byRun = await seriesByRun(runs.map((r) => r.id));
   const summaries = Object.values(byRun).flatMap((m) => Object.values(m))
     .filter((s) => (s.kind === "scalar" || s.kind === "list") && typeof s.last === "number");
   const numeric = [...new Set(summaries.map((s) => s.name))].sort();

@@ -1,5 +1,5 @@
 // The runs of one experiment: a table paged, sorted and filtered on the server.
-import { ApiError, get, post } from "./api.js";
+import { ApiError, get, post, seriesByRun } from "./api.js";
 import { clear, duration, errorBox, every, h, link, number, runName, statusBadge, when } from "./dom.js";
 
 const PAGE = 50;
@@ -111,7 +111,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
     }
     filterError.textContent = "";
     const childIds = [...expanded.values()].flat().filter(Boolean).map((r) => r.id);
-    const series = await seriesOf([...runs.map((r) => r.id), ...childIds], signal);
+    const series = await seriesByRun([...runs.map((r) => r.id), ...childIds], signal);
     const seen = JSON.stringify([runs, series, [...expanded], state]);
     const known = seen === drawnData;
     current = { ...current, runs, series, names: metricNames(series) };
@@ -147,15 +147,6 @@ export async function runsPage(main, [experimentId], query, ctx) {
       : `Runs ${first + 1}–${first + current.runs.length} of ${of}`;
     prev.disabled = state.page === 0;
     next.disabled = current.count === null ? current.runs.length < PAGE : first + current.runs.length >= current.count;
-  }
-
-  async function seriesOf(ids, signal) {
-    const byRun = {};
-    if (!ids.length) return byRun;
-    for (const s of await post("/series", { run_ids: ids }, { signal })) {
-      (byRun[s.run_id] ||= {})[s.name] = s;
-    }
-    return byRun;
   }
 
   function metricNames(series) {
@@ -238,7 +229,7 @@ export async function runsPage(main, [experimentId], query, ctx) {
     expanded.set(run.id, null);
     render();
     const kids = await post("/runs/search", { query: { parent_id: run.id }, limit: 500 });
-    Object.assign(current.series, await seriesOf(kids.map((k) => k.id)));
+    Object.assign(current.series, await seriesByRun(kids.map((k) => k.id)));
     expanded.set(run.id, kids);
     render();
   }
