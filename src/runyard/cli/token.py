@@ -52,11 +52,12 @@ class TokenAdmin(Protocol):
     def revoke(self, name: str) -> dict[str, Any]: ...
 
 
-def _plain(record: Any) -> dict[str, Any]:
+def _plain(record: Any, now: float) -> dict[str, Any]:
+    """A token as the commands show it; its state by ``now``, the database's clock."""
     from ..run import format_time
 
     out = {name: getattr(record, name) for name in record.__dataclass_fields__}
-    out["state"] = record.state()
+    out["state"] = record.state(now)
     return _times(out, format_time)
 
 
@@ -74,19 +75,20 @@ class _LocalTokens:
         self.store = store
 
     def create(self, name: str, role: str, expires_in: float | None) -> dict[str, Any]:
-        import time
-
-        expires = None if expires_in is None else time.time() + expires_in
+        # expiry counts by the database's clock, as every server decides it
+        now = self.store.database_now()
+        expires = None if expires_in is None else now + expires_in
         record, secret = self.store.create_token(
             name, role, expires=expires, created_by=f"{_user()} (runyard token create)"
         )
-        return {**_plain(record), "token": secret}
+        return {**_plain(record, now), "token": secret}
 
     def list(self) -> list[dict[str, Any]]:
-        return [_plain(r) for r in self.store.list_tokens()]
+        now = self.store.database_now()
+        return [_plain(r, now) for r in self.store.list_tokens()]
 
     def revoke(self, name: str) -> dict[str, Any]:
-        return _plain(self.store.revoke_token(name))
+        return _plain(self.store.revoke_token(name), self.store.database_now())
 
 
 def _user() -> str:

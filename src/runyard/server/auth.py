@@ -2,9 +2,11 @@
 
 Every route but the health check depends on one of :func:`reader`, :func:`contributor` or
 :func:`admin`; each reads ``Authorization: Bearer <token>``, looks the token up (one indexed
-SELECT per request, no cache: a revoked token is refused on its next request) and checks
-its role. Missing or unknown tokens are 401 (:class:`Unauthenticated`), a role too low or
-a run outside a token's scope 403 (:class:`Forbidden`).
+SELECT per request, no cache: a revoked token is refused on its next request, by every
+server of the database) and checks its role. Expiry is decided by the database's clock,
+not the server's, so servers whose clocks differ agree. Missing or unknown tokens are 401
+(:class:`Unauthenticated`), a role too low or a run outside a token's scope 403
+(:class:`Forbidden`).
 
     >>> @router.get("/runs/{run_id}")                                     # doctest: +SKIP
     ... def get_run(run_id: str, who: Annotated[Principal, Depends(reader)]): ...
@@ -155,13 +157,14 @@ def principal_of(store: Any, settings: Any, secret: str) -> Principal:
 
 
 def _check_token(store: Any, secret: str) -> Principal:
-    record = store.find_token(secret)
-    if record is None:
+    # expiry goes by the database's clock: every server of one database decides alike
+    found = store.find_token_now(secret)
+    if found is None:
         raise Unauthenticated(
             "this token is not known to this runyard server (mistyped, or deleted): check "
             "RUNYARD_TOKEN, or run runyard login URL again"
         )
-    now = time.time()
+    record, now = found
     state = record.state(now)
     if state == "revoked":
         raise Unauthenticated(

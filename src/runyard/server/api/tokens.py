@@ -5,7 +5,6 @@ A token's secret is in the answer of its creation only; listings never hold it.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -61,31 +60,36 @@ class WhoAmI(BaseModel):
     scope_run_id: str | None
 
 
-def _out(record: TokenRecord) -> dict[str, Any]:
+def _out(record: TokenRecord, now: float) -> dict[str, Any]:
+    """A token as the API shows it; its state by ``now``, the database's clock (the one
+    every server decides expiry by)."""
     fields = {name: getattr(record, name) for name in record.__dataclass_fields__}
-    return {**fields, "state": record.state()}
+    return {**fields, "state": record.state(now)}
 
 
 @router.post("/tokens", response_model=NewToken, status_code=201)
 def create_token(body: TokenIn, request: Request, who: Annotated[Principal, Depends(admin)]) -> Any:
     """Create a token; its secret is in this answer only."""
-    expires = None if body.expires_in_seconds is None else time.time() + body.expires_in_seconds
-    record, secret = request.app.state.store.create_token(
-        body.name, body.role, expires=expires, created_by=who.name
-    )
-    return {**_out(record), "token": secret}
+    store = request.app.state.store
+    now = store.database_now()
+    expires = None if body.expires_in_seconds is None else now + body.expires_in_seconds
+    record, secret = store.create_token(body.name, body.role, expires=expires, created_by=who.name)
+    return {**_out(record, now), "token": secret}
 
 
 @router.get("/tokens", response_model=list[Token])
 def list_tokens(request: Request, who: Annotated[Principal, Depends(admin)]) -> Any:
     """Every token (active, expired, revoked), without secrets."""
-    return [_out(r) for r in request.app.state.store.list_tokens()]
+    store = request.app.state.store
+    now = store.database_now()
+    return [_out(r, now) for r in store.list_tokens()]
 
 
 @router.delete("/tokens/{name}", response_model=Token)
 def revoke_token(name: str, request: Request, who: Annotated[Principal, Depends(admin)]) -> Any:
     """Revoke a token (and the run tokens minted with it); refused from its next request."""
-    return _out(request.app.state.store.revoke_token(name))
+    store = request.app.state.store
+    return _out(store.revoke_token(name), store.database_now())
 
 
 @router.get("/whoami", response_model=WhoAmI)

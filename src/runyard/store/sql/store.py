@@ -534,13 +534,13 @@ class SqlStore(TokensMixin):
                 }
             }
         )
-        ended = time.time()
 
         def body(cur: SqlCursor) -> int:
+            # ended by the clock that aged the heartbeat: never before the last one
             failed = cur.execute(
-                f"UPDATE runs SET status = 'Failed', ended_at = ?, error = COALESCE(error, ?) "
-                f"WHERE {late} RETURNING id",
-                (ended, error, fail_after, *spare),
+                f"UPDATE runs SET status = 'Failed', ended_at = {now}, "
+                f"error = COALESCE(error, ?) WHERE {late} RETURNING id",
+                (error, fail_after, *spare),
             )
             silent = cur.execute(
                 f"UPDATE runs SET status = 'NotResponding' WHERE {late} "

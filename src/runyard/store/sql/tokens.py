@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._validation import check_text
 from ...errors import Conflict, NotFound, UserError
+from .database import clock_sql
 
 if TYPE_CHECKING:
     from .database import Database, SqlCursor
@@ -133,8 +134,9 @@ class TokensMixin:
         Each call makes a new token (``run:<run_id>:<random>``), so one may be minted again.
         """
         name = f"{RUN_TOKEN_PREFIX}{run_id}:{secrets.token_hex(4)}"
-        expires = time.time() + RUN_TOKEN_SECONDS
-        _, secret = self._insert_token(name, "contributor", expires, run_id, created_by)
+        _, secret = self._insert_token(
+            name, "contributor", None, run_id, created_by, lifetime=RUN_TOKEN_SECONDS
+        )
         return secret
 
     def _insert_token(
@@ -144,14 +146,14 @@ class TokensMixin:
         expires: float | None,
         scope_run_id: str | None,
         created_by: str | None,
+        lifetime: float | None = None,
     ) -> tuple[TokenRecord, str]:
+        """Insert a token; its times are the database's clock (``lifetime``: expires that
+        many seconds from now by that clock)."""
         check_role(role)
-        now = time.time()
         if expires is not None:
             if not isinstance(expires, int | float) or not math.isfinite(expires):
                 raise UserError(f"token expiry must be a Unix time, not {expires!r}")
-            if expires <= now:
-                raise UserError("token expiry is in the past; give a time in the future")
             expires = float(expires)
         if created_by is not None:
             check_text(created_by, "token creator")
@@ -160,7 +162,12 @@ class TokensMixin:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         digest = digest_of(secret)
 
-        def body(cur: SqlCursor) -> None:
+        def body(cur: SqlCursor) -> tuple[float, float | None]:
+            # the database's clock, the one every server decides expiry by
+            now = float(cur.execute(f"SELECT {clock_sql(cur.dialect)}")[0][0])
+            until = now + lifetime if lifetime is not None else expires
+            if until is not None and until <= now:
+                raise UserError("token expiry is in the past; give a time in the future")
             # a revoked or expired token's name may be used again
             cur.execute(
                 "DELETE FROM tokens WHERE name = ? AND (revoked_at IS NOT NULL OR "
@@ -172,7 +179,7 @@ class TokensMixin:
             cur.execute(
                 "INSERT INTO tokens (name, digest, role, scope_run_id, created_by, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (name, digest, role, scope_run_id, created_by, now, expires),
+                (name, digest, role, scope_run_id, created_by, now, until),
             )
             stored = cur.execute("SELECT digest FROM tokens WHERE name = ?", (name,))
             if not stored or stored[0][0] != digest:
@@ -180,9 +187,10 @@ class TokensMixin:
                     f"a token named {name!r} exists already; revoke it first "
                     f"(runyard token revoke {name}) or pick another name"
                 )
+            return now, until
 
-        self.db.write(body)
-        record = TokenRecord(name, role, scope_run_id, created_by, now, expires, None, None)
+        now, until = self.db.write(body)
+        record = TokenRecord(name, role, scope_run_id, created_by, now, until, None, None)
         return record, secret
 
     def list_tokens(self) -> list[TokenRecord]:
@@ -202,11 +210,13 @@ class TokensMixin:
         Revoking a revoked token changes nothing. The next request with it is refused.
         """
         check_text(name, "token name")
-        now = time.time()
 
         def body(cur: SqlCursor) -> bool:
-            if not cur.execute("SELECT 1 FROM tokens WHERE name = ?", (name,)):
+            clock = clock_sql(cur.dialect)
+            found = cur.execute(f"SELECT {clock} FROM tokens WHERE name = ?", (name,))
+            if not found:
                 return False
+            now = found[0][0]  # the database's clock: one time for the whole tree
             cur.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (now, name),
@@ -232,16 +242,40 @@ class TokensMixin:
 
     def find_token(self, secret: str) -> TokenRecord | None:
         """The token whose secret is ``secret`` (whatever its state), or None."""
+        found = self.find_token_now(secret)
+        return None if found is None else found[0]
+
+    def find_token_now(self, secret: str) -> tuple[TokenRecord, float] | None:
+        """The token whose secret is ``secret`` and the database's clock when it was read
+        (Unix seconds), or None. A server decides by that clock whether the token expired,
+        so every server of one database decides alike, whatever its own clock says.
+
+            >>> record, now = store.find_token_now(secret)  # doctest: +SKIP
+            >>> record.state(now)                          # doctest: +SKIP
+            'active'
+        """
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET:
             return None
         digest = digest_of(secret)
-        rows = self.db.read(f"SELECT {_COLUMNS}, digest FROM tokens WHERE digest = ?", (digest,))
+        rows = self.db.read(
+            f"SELECT {_COLUMNS}, digest, {clock_sql(self.db.dialect)} FROM tokens WHERE digest = ?",
+            (digest,),
+        )
         if not rows or not hmac.compare_digest(str(rows[0][8]), digest):
             return None
-        return _record(rows[0])
+        return _record(rows[0]), float(rows[0][9])
+
+    def database_now(self) -> float:
+        """The database's clock in Unix seconds: the time token expiry is decided by.
+
+        >>> expires = store.database_now() + 86400  # doctest: +SKIP
+        """
+        return float(self.db.read(f"SELECT {clock_sql(self.db.dialect)}")[0][0])
 
     def touch_token(self, name: str, now: float | None = None) -> None:
-        """Note that ``name`` was used; written only if its last use is a minute old."""
+        """Note that ``name`` was used at ``now`` (the database's clock as
+        :meth:`find_token_now` read it; default this process's clock); written only if its
+        last use is a minute old."""
         now = time.time() if now is None else now
         self.db.write(
             lambda cur: cur.execute(
