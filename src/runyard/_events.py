@@ -8,8 +8,9 @@ steps serve a local workspace and a server's server-sent events.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
+from .errors import NotFound
 from .records import TERMINAL_STATUSES, RunEvent
 
 if TYPE_CHECKING:
@@ -54,14 +55,15 @@ def _read(
     artifacts: ArtifactStore, run_id: str, path: str, offset: int, budget: int | None
 ) -> Iterator[bytes]:
     local = artifacts.local_path(run_id, path)
-    if local is None:
-        return
-    try:
-        fh = open(local, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
+    try:  # a file of this machine, or a stream of the artifact store (an S3 object)
+        fh = open(local, "rb") if local is not None else artifacts.open(run_id, path)  # noqa: SIM115
+    except (FileNotFoundError, NotFound):
         return
     with fh:
-        fh.seek(offset)
+        if fh.seekable():
+            fh.seek(offset)
+        else:
+            _skip(fh, offset)
         while budget is None or budget > 0:
             block = fh.read(CHUNK if budget is None else min(CHUNK, budget))
             if not block:
@@ -69,3 +71,11 @@ def _read(
             if budget is not None:
                 budget -= len(block)
             yield block
+
+
+def _skip(fh: BinaryIO, count: int) -> None:
+    while count > 0:
+        block = fh.read(min(CHUNK, count))
+        if not block:
+            return
+        count -= len(block)

@@ -347,6 +347,9 @@ class _MemoryArtifacts:
     def local_path(self, run_id: str, path: str) -> str | None:
         return None
 
+    def measure(self, run_id: str, path: str) -> tuple[int, str] | None:
+        return None  # an offline log stays as recorded when its capture began
+
     def url(self, run_id: str, path: str) -> str:
         return ""  # an offline run's files have no address
 

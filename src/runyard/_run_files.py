@@ -168,22 +168,14 @@ class FilesMixin:
     # -- outputs, logs, snapshots ----------------------------------------------------
     def _record_streaming(self, name: str) -> None:
         """Record a log written in place (a streaming artifact) with its final size and digest."""
-        import hashlib
-
-        local = self._artifacts.local_path(self.id, name)
-        if not local or not os.path.isfile(local):
-            return
-        digest = hashlib.sha256()
         try:
-            with open(local, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    digest.update(block)
-                size = fh.tell()
+            found = self._artifacts.measure(self.id, name)
         except OSError as exc:
             raise _os_error(exc, f"cannot record {name!r} of run {self.id}") from exc
-        self._store.add_artifact(
-            ArtifactRecord(self.id, name, size, digest.hexdigest(), time.time(), True)
-        )
+        if found is None:
+            return
+        size, digest = found
+        self._store.add_artifact(ArtifactRecord(self.id, name, size, digest, time.time(), True))
 
     def _collect_outputs(self) -> None:
         """Store every file of ``./outputs``; raise StoreError if any could not be stored."""

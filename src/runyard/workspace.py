@@ -34,7 +34,9 @@ class Workspace:
         >>> ws = Workspace.from_config()                  # doctest: +SKIP
 
     A PostgreSQL workspace keeps artifacts in a directory every user can reach:
-    ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``. A server keeps
+    ``Workspace("postgresql://me@db/runs", artifacts="/shared/runyard")``, or in an
+    S3-compatible bucket: ``artifacts="s3://team-runs/runyard"`` (``pip install
+    'runyard[s3]'``; endpoint and credentials from the usual AWS settings). A server keeps
     the files itself: ``Workspace("https://runyard.example")``.
     """
 
@@ -119,7 +121,8 @@ class Workspace:
         if not env_uri and "://" not in uri and not uri.startswith("sqlite:"):
             uri = os.path.join(base, os.path.expanduser(uri))
         artifacts = _artifacts or os.environ.get(ENV_ARTIFACTS) or config.get("artifacts")
-        if artifacts and not (_artifacts or os.environ.get(ENV_ARTIFACTS)):
+        from_config = not (_artifacts or os.environ.get(ENV_ARTIFACTS))
+        if artifacts and from_config and "://" not in artifacts:  # a folder, not s3://
             artifacts = os.path.join(base, os.path.expanduser(artifacts))
         workspace = cls(uri, artifacts, _create=_create)
         if os.environ.get(ENV_MAX_RUNS) is None and "max_concurrent_runs" in config:
@@ -140,7 +143,7 @@ class Workspace:
 
         config: dict[str, Any] = {"uri": _relative_if_inside(self.uri, base)}
         default_artifacts = workspace_paths(self.uri)[1]
-        if "://" in self.artifacts_root:  # a server's: it keeps the files
+        if self.uri.startswith(("http://", "https://")):  # a server's: it keeps the files
             pass
         elif default_artifacts is None or os.path.abspath(default_artifacts) != self.artifacts_root:
             config["artifacts"] = _relative_if_inside(self.artifacts_root, base)

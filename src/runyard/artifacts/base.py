@@ -38,6 +38,12 @@ class ArtifactStore(Protocol):
         """A log file that grows while a run goes (streaming artifacts only)."""
         ...
 
+    def measure(self, run_id: str, path: str) -> tuple[int, str] | None:
+        """(size, sha256 hex) of a log written in place with ``open_append``, to record it;
+        None if there is no such log, or if the store records its logs itself (a server's).
+        """
+        ...
+
     def local_path(self, run_id: str, path: str) -> str | None:
         """A filesystem path to read the artifact in place, if this store has one."""
         ...

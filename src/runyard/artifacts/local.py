@@ -84,6 +84,16 @@ class LocalArtifactStore:
     def local_path(self, run_id: str, path: str) -> str | None:
         return self._run_file(run_id, path)
 
+    def measure(self, run_id: str, path: str) -> tuple[int, str] | None:
+        local = self._run_file(run_id, path)
+        if not os.path.isfile(local):
+            return None
+        digest = hashlib.sha256()
+        with open(local, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                digest.update(block)
+            return fh.tell(), digest.hexdigest()
+
     def url(self, run_id: str, path: str) -> str:
         return "file://" + self._run_file(run_id, path)
 

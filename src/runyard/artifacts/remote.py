@@ -116,6 +116,10 @@ class RemoteArtifactStore:
     def local_path(self, run_id: str, path: str) -> str | None:
         return None
 
+    def measure(self, run_id: str, path: str) -> tuple[int, str] | None:
+        """None: the server records a log from its own copy when the log is closed."""
+        return None
+
     def url(self, run_id: str, path: str) -> str:
         return self.http.base_url + self._file(run_id, path)
 

@@ -143,8 +143,8 @@ def global_options(func: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--artifacts", metavar="DIR", envvar="RUNYARD_ARTIFACTS",
-                help="Artifact folder of the workspace (needed for postgresql://; "
-                "env RUNYARD_ARTIFACTS).",
+                help="Artifact folder of the workspace, or s3://BUCKET/PREFIX (needed for "
+                "postgresql://; env RUNYARD_ARTIFACTS).",
             ),
             click.option("--debug", is_flag=True, help="Show the full traceback of errors."),
         ]

@@ -392,6 +392,8 @@ def _tail(run: Run, path: str, limit: int = LOG_TAIL) -> str:
             kept: deque[bytes] = deque()
             size = 0
             with artifacts.open(run.id, path) as fh:
+                if fh.seekable():  # an S3 object: a ranged read of its end
+                    fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
                 while block := fh.read(1 << 16):
                     kept.append(block)
                     size += len(block)

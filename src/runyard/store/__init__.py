@@ -43,8 +43,9 @@ def open_workspace(uri: str, artifacts: str | None, create: bool = True) -> Work
     """Open a workspace's stores: the one place that picks the implementations.
 
     A folder, ``sqlite:`` or ``postgresql://`` URI gets the embedded SqlStore and a local
-    artifact folder (``artifacts``, or the workspace's default); an ``http(s)://`` URI a
-    RestStore and the server's artifacts.
+    artifact folder (``artifacts``, or the workspace's default) or, for an
+    ``s3://bucket/prefix`` ``artifacts``, an S3 bucket; an ``http(s)://`` URI a RestStore
+    and the server's artifacts.
     """
     if is_server_uri(uri):
         from ..artifacts.remote import RemoteArtifactStore
@@ -65,9 +66,16 @@ def open_workspace(uri: str, artifacts: str | None, create: bool = True) -> Work
     artifacts = artifacts or default_artifacts
     if artifacts is None:
         raise UserError(
-            "a PostgreSQL workspace needs a directory for artifacts: "
+            "a PostgreSQL workspace needs a directory or an s3://bucket/prefix for artifacts: "
             "Workspace(uri, artifacts='/shared/runyard-artifacts'), an \"artifacts\" key in "
             f".runyard/config.json, or the {ENV_ARTIFACTS} environment variable"
+        )
+    if artifacts.startswith("s3://"):
+        return _with_bucket(uri, database, artifacts, create)
+    if "://" in artifacts:
+        raise UserError(
+            f"unsupported artifact location {artifacts!r}: give a folder, or an "
+            "s3://bucket/prefix of S3-compatible storage"
         )
     root = os.path.abspath(os.path.expanduser(artifacts))
     store = open_store(uri, create=create)
@@ -85,13 +93,25 @@ def open_workspace(uri: str, artifacts: str | None, create: bool = True) -> Work
         raise
 
 
-def _server_folder(uri: str) -> str:
-    """This machine's folder for a server's workspace (local slots, built environments)."""
+def _with_bucket(uri: str, database: str, artifacts: str, create: bool) -> WorkspaceStores:
+    """A database workspace whose files are in an S3-compatible bucket. The bucket is
+    checked before the database is opened (a wrong bucket or key fails first)."""
+    from ..artifacts.s3 import S3ArtifactStore
+
+    bucket = S3ArtifactStore(artifacts)
+    store = open_store(uri, create=create)
+    local = _server_folder(uri, "workspaces") if "://" in database else os.path.dirname(database)
+    return WorkspaceStores(store, bucket, bucket.root, local)
+
+
+def _server_folder(uri: str, kind: str = "servers") -> str:
+    """This machine's folder for a workspace that has none here (a server's, or a database's
+    whose files are in a bucket): local slots, built environments."""
     import hashlib
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
-    return os.path.join(base, "runyard", "servers", digest)
+    return os.path.join(base, "runyard", kind, digest)
 
 
 def workspace_paths(uri: str) -> tuple[str, str | None]:

@@ -200,6 +200,10 @@ class _Staged:
     def local_path(self, run_id: str, path: str) -> str | None:
         return self._artifacts.local_path(run_id, path)
 
+    def measure(self, run_id: str, path: str) -> tuple[int, str] | None:
+        found: tuple[int, str] | None = self._artifacts.measure(run_id, path)
+        return found
+
     def url(self, run_id: str, path: str) -> str:
         return self._artifacts.url(run_id, path)
 
@@ -300,12 +304,18 @@ def _writable(who: Principal, store: Any, run_id: str, name: str) -> ArtifactRec
 def _append_at(artifacts: Any, run_id: str, name: str, offset: int, body: bytes) -> int:
     """Append what of ``body`` (meant for ``offset``) the log does not have yet; its size.
 
-    The file is locked while its end is read and written, so the worker processes of one
-    server (``--workers``) take turns too: a retried append is never written twice.
+    A local file is locked while its end is read and written, so the worker processes of
+    one server (``--workers``) take turns too: a retried append is never written twice. A
+    log in a bucket has no lock: this process's own lock (``_log_lock``) orders its appends,
+    and its writer stores the piece when it is closed.
     """
+    local = artifacts.local_path(run_id, name) is not None
     with artifacts.open_append(run_id, name) as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
-        size = os.fstat(fh.fileno()).st_size
+        if local:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            size = os.fstat(fh.fileno()).st_size
+        else:
+            size = int(fh.tell())
         if size < offset:
             raise Conflict(
                 f"log {name!r} of run {run_id} ends at byte {size} on the server, not "
@@ -314,7 +324,8 @@ def _append_at(artifacts: Any, run_id: str, name: str, offset: int, body: bytes)
         new = body[size - offset :]
         if new:
             fh.write(new)
-            fh.flush()
+            if local:
+                fh.flush()
         return size + len(new)
 
 
@@ -424,7 +435,7 @@ def download_file(run_id: str, path: str, request: Request, who: Reader) -> Resp
 
 def file_response(request: Request, run_id: str, name: str) -> Response:
     """The bytes of the file ``name`` (checked already) of ``run_id`` as an attachment;
-    with ranges where the artifact store has the file on disk."""
+    a ``Range`` gives a part, whether the file is on disk or in a bucket."""
     store, artifacts = _state(request)
     record = store.get_artifact(run_id, name)
     headers = {"X-Content-Type-Options": "nosniff"}
@@ -441,14 +452,60 @@ def file_response(request: Request, run_id: str, name: str) -> Response:
             headers=headers,
         )
     source = artifacts.open(run_id, name)
+    status = 200
+    length: int | None = None
+    if source.seekable():
+        size = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        headers["Accept-Ranges"] = "bytes"
+        headers["Content-Length"] = str(size)
+        wanted = _range(request.headers.get("range"), size)
+        if isinstance(wanted, str):
+            source.close()
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if wanted is not None:
+            start, end = wanted
+            source.seek(start)
+            length = end - start + 1
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            headers["Content-Length"] = str(length)
+            headers.pop("X-Content-SHA256", None)  # the digest of the whole file
     return StreamingResponse(
-        _chunks(source), media_type="application/octet-stream", headers=headers
+        _chunks(source, length),
+        status_code=status,
+        media_type="application/octet-stream",
+        headers=headers,
     )
 
 
-def _chunks(source: BinaryIO) -> Iterator[bytes]:
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """(first, last byte) of a single ``Range`` of a file of ``size`` bytes;
+    ``"unsatisfiable"``; None for the whole file (no range, or several)."""
+    found = _RANGE.fullmatch((header or "").strip())
+    if found is None or found.group(1) == found.group(2) == "":
+        return None
+    first, last = found.groups()
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(size - 1, int(last)) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def _chunks(source: BinaryIO, length: int | None = None) -> Iterator[bytes]:
     with source:
-        while block := source.read(_CHUNK):
+        while length is None or length > 0:
+            block = source.read(_CHUNK if length is None else min(_CHUNK, length))
+            if not block:
+                return
+            if length is not None:
+                length -= len(block)
             yield block
 
 
