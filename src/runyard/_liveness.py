@@ -25,7 +25,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from . import _owners
+from . import _owners, _ray_jobs
 from .errors import Forbidden
 
 if TYPE_CHECKING:
@@ -119,7 +119,12 @@ def supervisor_alive(run: SupervisedRun) -> bool | None:
     supervisor has recorded itself. Between the two, the lock on the supervisor's stderr
     file speaks: the submitter takes it before it creates the run and the supervisor
     inherits it, so it is held while the run is being submitted or supervised here.
+
+    A run on a Ray cluster is alive while its job is pending or running there (it does not
+    beat while Ray keeps it waiting for room): the cluster is asked (see ``_ray_jobs``).
     """
+    if _ray_jobs.parse(run.supervisor) is not None:
+        return _ray_jobs.verdict(run.supervisor or "")[0]
     if run.supervisor:
         try:
             verdict = _owners.alive(run.supervisor)
@@ -146,6 +151,24 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
         if record.status == "Canceled" and artifacts is not None:
             keep_supervisor_stderr(store, artifacts, run.id)
         return int(record.status == "Canceled")
+    message = _death_message(run)
+    error = {
+        "error": {"code": "SupervisorDied", "message": message},
+        "time": _format_time(time.time()),
+    }
+    record = store.set_status(run.id, "Failed", error=error)
+    if record.status != "Failed" or (record.error or {}).get("error", {}).get("message") != message:
+        return 0  # finished meanwhile
+    if artifacts is not None:
+        keep_supervisor_stderr(store, artifacts, run.id)
+    return 1
+
+
+def _death_message(run: SupervisedRun) -> str:
+    """Why the run failed: what Ray says of its job, or the local supervisor's stderr."""
+    if _ray_jobs.parse(run.supervisor) is not None:
+        said = _ray_jobs.verdict(run.supervisor or "")[1]
+        return f"the run's job on the Ray cluster ended without finishing the run: {said}"
     pid = run.supervisor.split("-")[1] if run.supervisor else "?"
     if run.status == "NotStarted":
         message = (
@@ -160,22 +183,11 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
     lines = stderr_tail(run.id)
     if lines:
         message += "the last lines of its stderr (system_logs/supervisor-stderr.txt):\n"
-        message += "\n".join(lines)
-    else:
-        message += (
-            "it wrote nothing to stderr (killed with SIGKILL, by the out-of-memory killer, "
-            "or the machine stopped)"
-        )
-    error = {
-        "error": {"code": "SupervisorDied", "message": message},
-        "time": _format_time(time.time()),
-    }
-    record = store.set_status(run.id, "Failed", error=error)
-    if record.status != "Failed" or (record.error or {}).get("error", {}).get("message") != message:
-        return 0  # finished meanwhile
-    if artifacts is not None:
-        keep_supervisor_stderr(store, artifacts, run.id)
-    return 1
+        return message + "\n".join(lines)
+    return message + (
+        "it wrote nothing to stderr (killed with SIGKILL, by the out-of-memory killer, "
+        "or the machine stopped)"
+    )
 
 
 # -- the supervisor's stderr ------------------------------------------------------------

@@ -170,3 +170,49 @@ def check_status(status: str | None) -> str | None:
     if status is not None and status not in ALL_STATUSES:
         raise UserError(f"unknown status {status!r}; use one of {', '.join(ALL_STATUSES)}")
     return status
+
+
+COMPUTE_TYPES = ("ray",)
+_COMPUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,31}$")
+
+
+def check_compute(name: object, type: object, address: object) -> tuple[str, str, str]:
+    """Return (name, type, address) if they can describe a compute target, else raise
+    UserError: a name of 2-32 letters, digits and hyphens starting with a letter (``local``
+    is the local target), a known type, an http(s) URL without credentials."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(name, str) or not _COMPUTE_NAME.match(name):
+        raise UserError(
+            f"compute target name {_short(str(name))} is not valid: use 2 to 32 letters, "
+            "digits and hyphens, starting with a letter"
+        )
+    if name.lower() == "local":
+        raise UserError("'local' names the local compute target; pick another name")
+    if type not in COMPUTE_TYPES:
+        raise UserError(
+            f"compute target type {type!r} is not supported; use one of {', '.join(COMPUTE_TYPES)}"
+        )
+    check_text(address, "compute target address", 2000)
+    assert isinstance(address, str)
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError as exc:
+        raise UserError(f"compute target address {_short(address)} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(
+            f"compute target address {_short(address)} must be the http(s) URL of the "
+            "cluster's dashboard, such as http://head:8265"
+        )
+    if parts.username or parts.password:
+        raise UserError(
+            "compute target address must not hold a user name or password: the address is "
+            "shown to every reader of the workspace"
+        )
+    if parts.query or parts.fragment or any(c.isspace() for c in address):
+        raise UserError(
+            f"compute target address {_short(address)} must be a plain URL such as "
+            "http://head:8265 (no spaces, query or fragment)"
+        )
+    return name, type, address.rstrip("/")

@@ -292,3 +292,17 @@ class RunEvent:
     run: RunRecord | None = None
     data: bytes = b""
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeRecord:
+    """A compute target attached to the workspace: where script runs can be sent.
+
+    ``type`` is ``"ray"`` (a Ray cluster, reached at ``address``: its Jobs API).
+    """
+
+    name: str
+    type: str
+    address: str
+    created: float
+    created_by: str | None

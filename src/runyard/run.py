@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from . import _liveness, _process
+from . import _liveness, _process, _ray_jobs
 from ._logging_buffer import MetricBuffer
 from ._run_files import FilesMixin
 from ._run_metrics import MetricsMixin
@@ -411,6 +411,7 @@ class Run(MetricsMixin, FilesMixin):
             self.get_status()  # a supervised run: the liveness rule applies first
         if _liveness.cancel_status(self._record) == "CancelRequested":
             self._set_status("CancelRequested")
+            _ray_jobs.stop(self._record.properties.get(_ray_jobs.PROPERTY))  # queued there
             return
         self._finish("Canceled")
 

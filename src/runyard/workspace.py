@@ -10,6 +10,7 @@ from .errors import ConfigNotFound, UserError
 
 if TYPE_CHECKING:
     from .artifacts.base import ArtifactStore
+    from .compute import ComputeTarget
     from .experiment import Experiment
     from .run import Run
     from .store.base import Store
@@ -164,6 +165,13 @@ class Workspace:
             rec.name: Experiment._from_record(self, rec)
             for rec in self._store.list_experiments("ActiveOnly")
         }
+
+    @property
+    def compute_targets(self) -> dict[str, ComputeTarget]:
+        """The compute targets attached to the workspace, by name (``local`` is not one)."""
+        from .compute import ComputeTarget
+
+        return {t.name: t for t in ComputeTarget.list(self)}
 
     def get_run(self, run_id: str) -> Run:
         """The run with this id, in whichever experiment it is."""

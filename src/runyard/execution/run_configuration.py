@@ -47,6 +47,8 @@ class RunConfiguration:
         self.communicator = communicator
         self.target = "local"
         self.node_count = 1
+        self.pytorch: dict[str, Any] | None = None  # see distributed.py
+        self.mpi: dict[str, Any] | None = None
         self.max_run_duration_seconds: int | None = None
         self.environment = Environment("default-environment")
         self.environment_variables: dict[str, str] = {}
@@ -69,6 +71,8 @@ class RunConfiguration:
             "communicator": self.communicator,
             "maxRunDurationSeconds": self.max_run_duration_seconds,
             "nodeCount": self.node_count,
+            "pytorch": self.pytorch,
+            "mpi": self.mpi,
             "environment": self.environment.to_dict(),
             "history": {
                 "outputCollection": self.history.output_collection,
@@ -87,6 +91,8 @@ class RunConfiguration:
         rc.communicator = data.get("communicator", "None")
         rc.target = str(data.get("target") or "local")
         rc.node_count = int(data.get("nodeCount") or 1)
+        rc.pytorch = data.get("pytorch") or None
+        rc.mpi = data.get("mpi") or None
         rc.max_run_duration_seconds = data.get("maxRunDurationSeconds")
         rc.environment = Environment.from_dict(data.get("environment") or {})
         history = data.get("history") or {}

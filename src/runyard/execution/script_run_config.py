@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 from ..errors import UserError
+from . import distributed
 from .environment import Environment
 from .run_configuration import RunConfiguration
 
@@ -36,6 +37,7 @@ class ScriptRunConfig:
         environment: Environment | None = None,
         max_run_duration_seconds: int | None = DEFAULT_MAX_RUN_DURATION,
         command: list[str] | str | None = None,
+        distributed_job_config: Any = None,
         **unsupported: Any,
     ) -> None:
         if unsupported:
@@ -51,11 +53,14 @@ class ScriptRunConfig:
             if environment is not None:
                 rc.environment = environment
             rc.max_run_duration_seconds = max_run_duration_seconds
+            if distributed_job_config is not None:
+                distributed.apply(rc, distributed_job_config)
         else:
             rc = copy.deepcopy(run_config)
             given = {
                 "compute_target": compute_target,
                 "environment": environment,
+                "distributed_job_config": distributed_job_config,
                 "max_run_duration_seconds": (
                     None
                     if max_run_duration_seconds == DEFAULT_MAX_RUN_DURATION

@@ -18,6 +18,7 @@ from .._validation import check_run_id
 from ..errors import Conflict, ExperimentExecutionError, UserError
 from ..experiment import clean_tags
 from ..records import NewRun
+from . import distributed
 from .script_run_config import ScriptRunConfig, command_line
 
 if TYPE_CHECKING:
@@ -49,8 +50,13 @@ def submit(
     if run_id is not None:
         check_run_id(run_id)  # before anything is created
     rc = config.run_config
-    if rc.target != "local":
-        raise UserError(f"compute target {rc.target!r} is not available; use 'local'")
+    workspace = experiment.workspace
+    compute = None if rc.target == "local" else _compute(workspace, rc.target)
+    if compute is None and distributed.layout(rc) != (1, 1):
+        raise UserError(
+            "a distributed run (distributed_job_config) needs a Ray compute target: "
+            "ScriptRunConfig(..., compute_target='my-ray', distributed_job_config=...)"
+        )
     source = os.path.abspath(config.source_directory)
     if not os.path.isdir(source):
         raise UserError(f"source_directory {config.source_directory!r} is not a folder")
@@ -60,16 +66,19 @@ def submit(
             "source_directory"
         )
     interpreter = rc.environment.python.interpreter()
-    if shutil.which(interpreter) is None:
+    if compute is None and shutil.which(interpreter) is None:
         raise UserError(
             f"the interpreter {interpreter!r} does not exist or is not executable; set "
             "environment.python.interpreter_path to a Python that does"
         )
     argv = command_line(rc, interpreter)
-    if rc.command is not None and shutil.which(argv[0], path=_path_with(source)) is None:
+    if (
+        compute is None
+        and rc.command is not None
+        and shutil.which(argv[0], path=_path_with(source)) is None
+    ):
         raise UserError(f"the command {argv[0]!r} was not found; check command=")
     clean = clean_tags(tags or {})
-    workspace = experiment.workspace
     snapshot_id = take_snapshot(
         source, workspace._store, workspace._artifacts, exclude=workspace._own_folders()
     )
@@ -80,6 +89,12 @@ def submit(
     if run_id is None:  # the experiment's name, cut to fit 255 bytes with what follows
         stem = re.sub(r"[^\w-]", "_", experiment.name).encode()[:200].decode("utf-8", "ignore")
         run_id = check_run_id(f"{stem}_{int(time.time())}_{uuid.uuid4().hex[:8]}")
+    if compute is not None:
+        from . import ray_target
+
+        new_run = _new_run(run_id, parent_run_id, rc, clean, properties, snapshot_id)
+        record = ray_target.submit(workspace, experiment, compute, new_run)
+        return Run._from_record(experiment, record)
     owner_file = _liveness.supervisor_stderr_path(run_id)
     with _owner_lock(owner_file, run_id) as stderr:
         try:
@@ -128,28 +143,49 @@ def _create_run(
 ) -> Any:  # fmt: skip
     """Create the NotStarted run, owned by this process until its supervisor starts."""
     from .. import _owners
-    from ..run import user_name
 
-    (record,) = workspace._store.create_runs(
-        experiment.id,
-        [
-            NewRun(
-                id=run_id,
-                parent_id=parent_run_id,
-                type=SCRIPT_RUN_TYPE,
-                target="local",
-                status="NotStarted",
-                tags=tags,
-                properties=properties,
-                run_definition=rc.to_dict(),
-                submitted_by=user_name(),
-                snapshot_id=snapshot_id,
-                heartbeat=True,
-            )
-        ],
-    )
+    new_run = _new_run(run_id, parent_run_id, rc, tags, properties, snapshot_id)
+    (record,) = workspace._store.create_runs(experiment.id, [new_run])
     workspace._store.heartbeat(record.id, supervisor=_owners.process_name())
     return record
+
+
+def _new_run(
+    run_id: str, parent_run_id: str | None, rc: Any, tags: dict[str, Any],
+    properties: dict[str, str], snapshot_id: str,
+) -> NewRun:  # fmt: skip
+    from ..run import user_name
+
+    return NewRun(
+        id=run_id,
+        parent_id=parent_run_id,
+        type=SCRIPT_RUN_TYPE,
+        target=rc.target,
+        status="NotStarted",
+        tags=tags,
+        properties=properties,
+        run_definition=rc.to_dict(),
+        submitted_by=user_name(),
+        snapshot_id=snapshot_id,
+        heartbeat=True,
+    )
+
+
+def _compute(workspace: Any, name: str) -> Any:
+    """The attached compute target ``name``, and a workspace its cluster can reach."""
+    from ..errors import NotFound
+    from . import ray_target
+
+    try:
+        compute = workspace._store.get_compute(name)
+    except NotFound:
+        raise UserError(
+            f"compute target {name!r} is not attached to this workspace; attach it "
+            f"(`runyard compute attach {name} --type ray --address http://head:8265`) "
+            "or use 'local'"
+        ) from None
+    ray_target.check_reachable(workspace, name)
+    return compute
 
 
 def _path_with(folder: str) -> str:

@@ -56,7 +56,7 @@ _PASSED_ON = (
 )
 
 
-def _seekable(stream: BinaryIO) -> BinaryIO:
+def seekable(stream: BinaryIO) -> BinaryIO:
     """``stream`` itself if it can seek (a local file), else a temporary copy of it (a
     download from a server): a zip is read from its end."""
     if stream.seekable():
@@ -141,10 +141,9 @@ class Supervisor:
         try:
             interval = _liveness.heartbeat_seconds()  # a bad setting fails the run here
             cancel_grace()
-            self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
+            self.announce()
             threading.Thread(target=self._beat, args=(interval,), daemon=True).start()
-            self.move("Queued", ("NotStarted",))
-            slot = self.wait_for_slot()
+            slot = self.queue()
             self.move("Preparing", ("Queued",))
             argv, env = self.prepare()
             self.move("Starting", ("Preparing",))
@@ -162,6 +161,15 @@ class Supervisor:
         finally:
             self._stop_beating.set()
             self.clean_up(slot)
+
+    def announce(self) -> None:
+        """Record that this process supervises the run (the liveness rule asks for it)."""
+        self.store.heartbeat(self.run.id, supervisor=_owners.process_name())
+
+    def queue(self) -> int | None:
+        """Wait in Queued for room to run; return the slot taken (see ``wait_for_slot``)."""
+        self.move("Queued", ("NotStarted",))
+        return self.wait_for_slot()
 
     def clean_up(self, slot: int | None) -> None:
         """Keep the logs, give the slot back, remove the run folder: each whatever fails."""
@@ -233,11 +241,21 @@ class Supervisor:
         return False
 
     def prepare(self) -> tuple[list[str], dict[str, str]]:
+        """Lay out the run folder; return the command and environment of the script."""
         os.makedirs(self.folder, exist_ok=True)
+        self.lay_out()
+        os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
+        env = self.script_environment()
+        argv = command_line(self.rc, self.interpreter(env))
+        self.say("command: " + " ".join(argv))
+        return argv, env
+
+    def lay_out(self) -> None:
+        """The snapshot's files in the run folder."""
         snapshot = self.run._record.snapshot_id
         if snapshot:
             with (
-                _seekable(self.ws._artifacts.open_snapshot(snapshot)) as fh,
+                seekable(self.ws._artifacts.open_snapshot(snapshot)) as fh,
                 zipfile.ZipFile(fh) as zf,
             ):
                 for info in zf.infolist():
@@ -245,7 +263,9 @@ class Supervisor:
                     mode = (info.external_attr >> 16) & 0o777
                     if mode:
                         os.chmod(target, mode)
-        os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
+
+    def script_environment(self) -> dict[str, str]:
+        """The script's environment variables: ours, the run's identity, the user's."""
         env = os.environ.copy()
         for key in list(env):
             if key.startswith("RUNYARD_") and key not in _PASSED_ON:
@@ -261,6 +281,11 @@ class Supervisor:
             PYTHONUNBUFFERED="1",
         )
         env[_loans.FOLDER_VAR] = self.slots.folder  # the script may lend its slot
+        return env
+
+    def interpreter(self, env: dict[str, str]) -> str:
+        """The Python that runs the script: a virtualenv built for pip requirements (its
+        shim folder goes into ``env``), or the configured interpreter."""
         environment = self.rc.environment
         interpreter = environment.python.interpreter()
         if environment.requirements_hash():
@@ -270,9 +295,7 @@ class Supervisor:
                 interpreter, env[shim.ENV_VAR] = prepare_virtualenv(
                     self.ws, environment, log, self.check_status
                 )
-        argv = command_line(self.rc, interpreter)
-        self.say("command: " + " ".join(argv))
-        return argv, env
+        return interpreter
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
         try:
@@ -371,22 +394,30 @@ class Supervisor:
     def finish(self, code: int) -> None:
         self.end_processes()
         self.move("Finalizing", ("Running",))
+        self.collect()
+        if code == 0:
+            lost = (self.store.get_run(self.run.id).error or {}).get("error", {})
+            if lost.get("code") == "RunDataNotStored":  # the script's own exit flush failed
+                self.move("Failed", ("Finalizing",), error=run_error(lost["message"], lost["code"]))
+                return
+            self.move("Completed", ("Finalizing",))
+            return
+        message = self.failure_message(code)
+        self.move("Failed", ("Finalizing",), error=run_error(message, "ScriptFailed"))
+
+    def collect(self) -> None:
+        """Upload ``./logs`` (the watched folders) and ``./outputs``."""
         self.sync_watched()
         if self.rc.history.output_collection:
             self.run._outputs_dir = os.path.join(self.folder, "outputs")
             self.run._collect_outputs()
-        if code == 0:
-            lost = (self.store.get_run(self.run.id).error or {}).get("error", {})
-            if lost.get("code") == "RunDataNotStored":  # the script's own exit flush failed
-                self.move("Failed", ("Finalizing",), error=_error(lost["message"], lost["code"]))
-                return
-            self.move("Completed", ("Finalizing",))
-            return
+
+    def failure_message(self, code: int) -> str:
         reason = f"signal {-code}" if code < 0 else f"exit code {code}"
         message = f"the script ended with {reason}"
         if self._tail:
             message += ". Last lines of stderr:\n" + "\n".join(self._tail[-10:])
-        self.move("Failed", ("Finalizing",), error=_error(message, "ScriptFailed"))
+        return message
 
     def stopped(self, status: str) -> None:
         """The status moved under us: canceled, or finished by someone else."""
@@ -417,14 +448,14 @@ class Supervisor:
         self.say(f"failed: {message}")
         failable = (*RUNNING_STATUSES, "Finalizing")  # not CancelRequested
         record = self.store.set_status(
-            self.run.id, "Failed", error=_error(message, code), only_from=failable
+            self.run.id, "Failed", error=run_error(message, code), only_from=failable
         )
         if record.status == "CancelRequested":
             self.store.set_status(self.run.id, "Canceled", only_from=("CancelRequested",))
             self.say("canceled")
 
 
-def _error(message: str, code: str) -> dict[str, Any]:
+def run_error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "time": format_time(time.time())}
 
 
@@ -452,7 +483,10 @@ def main(argv: list[str]) -> int:
         message = f"runyard's supervisor could not start: {type(exc).__name__}: {exc}"
         try:  # its stderr goes into the run below: the run must not wait for a reader
             workspace._store.set_status(
-                argv[0], "Failed", error=_error(message, "SystemError"), only_from=RUNNING_STATUSES
+                argv[0],
+                "Failed",
+                error=run_error(message, "SystemError"),
+                only_from=RUNNING_STATUSES,
             )
         except BaseException:
             traceback.print_exc()

@@ -66,7 +66,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
     >>> from runyard.server import create_app, ServerSettings   # doctest: +SKIP
     >>> app = create_app(store, artifacts, ServerSettings(auth=False))  # doctest: +SKIP
     """
-    from .api import events, experiments, files, metrics, runs, series, tokens
+    from .api import computes, events, experiments, files, metrics, runs, series, tokens
     from .api.schemas import ErrorBody
 
     app = FastAPI(
@@ -95,7 +95,7 @@ def create_app(store: Store, artifacts: ArtifactStore, settings: ServerSettings)
             (503, "The store cannot be reached"),
         )
     }
-    for module in (experiments, runs, metrics, series, files, events, tokens):
+    for module in (experiments, runs, metrics, series, files, events, tokens, computes):
         app.include_router(module.router, prefix="/api/v1", responses=errors)
 
     @app.get("/api/openapi.json", include_in_schema=False)

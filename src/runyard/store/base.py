@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..records import (
     ArtifactRecord,
+    ComputeRecord,
     ExperimentOverview,
     ExperimentRecord,
     MetricHistory,
@@ -145,6 +146,14 @@ class Store(Protocol):
         """Status changes of the run and its log's bytes from ``offset``, until it is
         finished; ``idle`` events come between looks (see ``runyard._events``)."""
         ...
+
+    # compute targets attached to the workspace (see ``runyard.compute``)
+    def attach_compute(
+        self, name: str, type: str, address: str, created_by: str | None = None
+    ) -> ComputeRecord: ...
+    def get_compute(self, name: str) -> ComputeRecord: ...
+    def list_computes(self) -> list[ComputeRecord]: ...
+    def detach_compute(self, name: str) -> None: ...
 
     def close(self) -> None: ...
 

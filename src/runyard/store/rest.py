@@ -19,6 +19,7 @@ from ..errors import Conflict, NotFound, ServerUnreachable
 from ..records import (
     TERMINAL_STATUSES,
     ArtifactRecord,
+    ComputeRecord,
     ExperimentOverview,
     ExperimentRecord,
     MetricHistory,
@@ -219,6 +220,23 @@ class RestStore:
         token scoped to the run and its children, never the submitter's own."""
         token = self._call("POST", f"/runs/{_q(run_id)}/token")["token"]
         return {"RUNYARD_TOKEN": token}
+
+    # -- compute targets -------------------------------------------------------------
+    def attach_compute(
+        self, name: str, type: str, address: str, created_by: str | None = None
+    ) -> ComputeRecord:
+        """Attach a compute target (an admin's token; the server records who did)."""
+        body = {"name": name, "type": type, "address": address}
+        return ComputeRecord(**self._call("POST", "/computes", body))
+
+    def get_compute(self, name: str) -> ComputeRecord:
+        return ComputeRecord(**self._call("GET", f"/computes/{_q(name)}"))
+
+    def list_computes(self) -> list[ComputeRecord]:
+        return [ComputeRecord(**c) for c in self._call("GET", "/computes")]
+
+    def detach_compute(self, name: str) -> None:
+        self._call("DELETE", f"/computes/{_q(name)}")
 
     # -- metrics ---------------------------------------------------------------------
     def log_batch(

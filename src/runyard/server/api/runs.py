@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ... import _liveness
+from ... import _liveness, _ray_jobs
 from ..._validation import check_name, check_run_id
 from ...errors import UserError
 from ...records import (
@@ -133,6 +133,8 @@ def cancel_run(run_id: str, request: Request, who: Contributor) -> Any:
     run = store.get_run(run_id)
     if run.status not in TERMINAL_STATUSES:
         run = store.set_status(run_id, _liveness.cancel_status(run), only_from=_CANCELABLE)
+        if run.status == "CancelRequested":  # a run waiting on a Ray cluster ends there
+            _ray_jobs.stop(run.properties.get(_ray_jobs.PROPERTY))
     if run.status not in ("CancelRequested", "Canceled"):
         raise UserError(f"run {run_id} is already {run.status}; a finished run cannot be canceled")
     return plain(run)

@@ -287,6 +287,20 @@ def _status_changes(cur: SqlCursor) -> None:
     )
 
 
+def _compute_targets(cur: SqlCursor) -> None:
+    """Compute targets attached to the workspace: where script runs can be sent."""
+    real = "DOUBLE PRECISION" if cur.dialect == "postgresql" else "REAL"
+    cur.execute(
+        f"""CREATE TABLE compute_targets (
+            name TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            address TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            created_by TEXT
+        )"""
+    )
+
+
 MIGRATIONS = [
     (1, _initial),
     (2, _heartbeat_index),
@@ -296,6 +310,7 @@ MIGRATIONS = [
     (6, _server_tables),
     (7, _soft_delete_and_numbers),
     (8, _status_changes),
+    (9, _compute_targets),
 ]
 LATEST = MIGRATIONS[-1][0]
 

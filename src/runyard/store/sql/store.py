@@ -35,6 +35,7 @@ from ...records import (
     SupervisedRun,
 )
 from . import metrics, overview, run_search
+from .computes import ComputesMixin
 from .database import Database, SqlCursor, _without_password, clock_sql
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
@@ -89,7 +90,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqlStore(TokensMixin):
+class SqlStore(TokensMixin, ComputesMixin):
     """Run history in one SQL database (SQLite file or PostgreSQL).
 
     >>> from runyard.store import open_store

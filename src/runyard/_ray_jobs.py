@@ -1,0 +1,110 @@
+"""What a reader asks a Ray cluster about a run sent there: is its job alive, stop it.
+
+A run on a Ray compute target names its supervisor ``ray|<submission id>|<dashboard URL>``
+(see ``execution.ray_target``). Its heartbeat stops while Ray keeps it waiting for room, so
+the liveness rule asks Ray instead, through the Jobs API's REST routes (httpx, no Ray
+import): a job that is pending or running is alive; a job that ended, or that Ray never
+heard of, is not, and Ray's own message says why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+PREFIX = "ray|"
+PROPERTY = "runyard.rayJob"  # the run property holding its supervisor name
+ALIVE = ("PENDING", "RUNNING")
+_TIMEOUT = 5.0
+_REMEMBER = 2.0  # seconds a verdict is reused: every listing asks for every late run
+_verdicts: dict[str, tuple[float, bool | None, str]] = {}
+_lock = threading.Lock()
+
+
+def supervisor_name(address: str, submission_id: str) -> str:
+    return f"{PREFIX}{submission_id}|{address}"
+
+
+def parse(name: str | None) -> tuple[str, str] | None:
+    """(dashboard URL, submission id) of a Ray supervisor name; None for other names."""
+    if not name or not name.startswith(PREFIX):
+        return None
+    submission_id, _, address = name[len(PREFIX) :].partition("|")
+    if not submission_id or not address:
+        return None
+    return address, submission_id
+
+
+def job_info(address: str, submission_id: str) -> dict[str, Any] | None:
+    """The job's details from the cluster; None if the cluster has no such job.
+
+    Raises ``httpx.HTTPError`` when the cluster does not answer.
+    """
+    import httpx
+
+    response = httpx.get(f"{address}/api/jobs/{submission_id}", timeout=_TIMEOUT)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def verdict(name: str) -> tuple[bool | None, str]:
+    """(alive, what Ray says) for a Ray supervisor name; alive is None when the cluster
+    cannot be asked (its heartbeat decides then)."""
+    import httpx
+
+    now = time.monotonic()
+    with _lock:
+        known = _verdicts.get(name)
+    if known is not None and now - known[0] < _REMEMBER:
+        return known[1], known[2]
+    parsed = parse(name)
+    if parsed is None:
+        return None, ""
+    address, submission_id = parsed
+    try:
+        info = job_info(address, submission_id)
+    except (httpx.HTTPError, ValueError) as exc:
+        alive: bool | None = None
+        said = f"the Ray cluster at {address} did not answer: {exc}"
+    else:
+        if info is None:
+            alive, said = False, f"the Ray cluster at {address} has no job {submission_id}"
+        else:
+            alive = info.get("status") in ALIVE
+            said = describe(info)
+    with _lock:
+        _verdicts[name] = (now, alive, said)
+    return alive, said
+
+
+def describe(info: dict[str, Any]) -> str:
+    """Ray's account of a job, in one line: its status, message and exit code."""
+    parts = [f"Ray job {info.get('submission_id')} is {info.get('status')}"]
+    if info.get("message"):
+        parts.append(str(info["message"]).strip())
+    if info.get("error_type"):
+        parts.append(f"error type {info['error_type']}")
+    if info.get("driver_exit_code") is not None:
+        parts.append(f"driver exit code {info['driver_exit_code']}")
+    return "; ".join(parts)
+
+
+def stop(name: str | None) -> bool:
+    """Ask the cluster to stop the run's job (best effort); True if it said it did."""
+    import httpx
+
+    parsed = parse(name)
+    if parsed is None:
+        return False
+    address, submission_id = parsed
+    try:
+        response = httpx.post(f"{address}/api/jobs/{submission_id}/stop", timeout=_TIMEOUT)
+    except httpx.HTTPError:
+        return False
+    with _lock:
+        _verdicts.pop(name or "", None)
+    return response.status_code == 200 and bool(response.json().get("stopped"))

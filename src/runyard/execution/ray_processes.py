@@ -1,0 +1,136 @@
+"""One process of a run on a Ray cluster, hosted by a Ray actor (see ``ray_supervisor``).
+
+Each actor copies the job's working directory (the run's snapshot) into a folder of its
+own, starts its process there under a keeper (so the process and everything it starts end
+when the actor ends, however it ends), streams its output into
+``user_logs/std_log_process_<rank>.txt`` (rank 0's also into ``user_logs/std_log.txt``),
+and at the end uploads its ``./logs`` and ``./outputs``: the first rank to store a path
+keeps it.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import selectors
+import shutil
+import socket
+import sys
+import threading
+import time
+from typing import Any, BinaryIO
+
+from .. import _owners
+from .._waiting import STD_LOG
+from ..records import ArtifactRecord
+from ..workspace import Workspace
+from . import process_tree
+
+TAIL_LINES = 10
+
+
+def process_log(rank: int) -> str:
+    return f"user_logs/std_log_process_{rank}.txt"
+
+
+class ProcessHost:
+    """What the supervisor's actors run (``ray.remote(ProcessHost)``, threaded)."""
+
+    def __init__(self, run_id: str, rank: int) -> None:
+        self.rank = rank
+        self.ws = Workspace(
+            os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"), _create=False
+        )
+        self.run = self.ws.get_run(run_id)
+        self.folder = os.path.join(_owners.process_folder(), f"rank-{rank}")
+        shutil.copytree(os.getcwd(), self.folder, symlinks=True, dirs_exist_ok=True)
+        os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
+        self.proc: Any = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._pump: threading.Thread | None = None
+
+    def ready(self) -> str:
+        """The node this process runs on (its address)."""
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+
+    def rendezvous(self) -> tuple[str, int]:
+        """An address and a free port on this node for torch.distributed's rank 0."""
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            port = int(sock.getsockname()[1])
+        return self.ready(), port
+
+    def start(
+        self, argv: list[str], extra: dict[str, str], removed: list[str], grace: float
+    ) -> int:
+        """Start the process; return its keeper's pid. Raises OSError if it cannot start."""
+        env = os.environ.copy()
+        for key in removed:
+            env.pop(key, None)
+        env.update(extra)
+        if argv and argv[0] == "python":  # this actor's Python: Ray's runtime environment
+            argv = [sys.executable, *argv[1:]]
+        self.proc = process_tree.start(argv, self.folder, env, grace)
+        outs = [self._open_log(process_log(self.rank))]
+        if self.rank == 0:
+            outs.append(self._open_log(STD_LOG))
+        self._pump = threading.Thread(target=self._copy_output, args=(outs,), daemon=True)
+        self._pump.start()
+        return int(self.proc.pid)
+
+    def _open_log(self, path: str) -> BinaryIO:
+        self.ws._store.add_artifact(ArtifactRecord(self.run.id, path, 0, "", time.time(), True))
+        return self.ws._artifacts.open_append(self.run.id, path)
+
+    def _copy_output(self, outs: list[BinaryIO]) -> None:
+        selector = selectors.DefaultSelector()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            selector.register(stream, selectors.EVENT_READ)
+        partial = b""
+        try:
+            while selector.get_map():
+                for key, _ in selector.select(timeout=0.5):
+                    data = os.read(key.fd, 1 << 16)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                        continue
+                    for out in outs:
+                        out.write(data)
+                        out.flush()
+                    if key.fileobj is self.proc.stderr:
+                        lines = (partial + data).split(b"\n")
+                        partial = lines.pop()[-4096:]
+                        self.tail.extend(ln[-1000:].decode("utf-8", "replace") for ln in lines)
+        finally:
+            selector.close()
+            for out in outs:
+                out.close()
+            if partial:
+                self.tail.append(partial.decode("utf-8", "replace"))
+
+    def wait(self) -> tuple[int, list[str]]:
+        """Wait for the process to end; return its exit status and its last stderr lines."""
+        code = int(self.proc.wait())
+        if self._pump is not None:
+            self._pump.join(timeout=30)
+        return code, list(self.tail)
+
+    def stop(self, grace: float) -> None:
+        """Stop the process and everything it started (SIGTERM, SIGKILL after ``grace``)."""
+        process_tree.stop_all(grace)
+
+    def sync(self, folders: list[str]) -> None:
+        """Upload the watched folders (``./logs``) as they are now."""
+        for folder in folders:
+            self.run._sync_folder(os.path.join(self.folder, folder), folder.strip("/"))
+
+    def collect(self, folders: list[str], outputs: bool) -> None:
+        """Upload the watched folders and, if ``outputs``, ``./outputs``."""
+        self.sync(folders)
+        for path in (process_log(self.rank), *((STD_LOG,) if self.rank == 0 else ())):
+            self.run._record_streaming(path)
+        if outputs:
+            self.run._outputs_dir = os.path.join(self.folder, "outputs")
+            self.run._collect_outputs()
