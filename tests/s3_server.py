@@ -1,0 +1,122 @@
+"""A real S3-protocol server for the tests: moto in server mode, a subprocess on a free
+127.0.0.1 port, spoken to over HTTP by boto3.
+
+Without moto's server (``pip install '.[s3-server]'``) the S3 tests skip with a visible
+reason, unless ``RUNYARD_REQUIRE_S3=1`` (set by ``.ci/run``): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+REQUIRE = os.environ.get("RUNYARD_REQUIRE_S3") == "1"
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    process: subprocess.Popen[bytes]
+
+    def env(self) -> dict[str, str]:
+        """The AWS settings a process needs to use this server (nothing runyard-specific)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **KEYS,
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", **_keys())
+
+    def new_bucket(self) -> str:
+        name = f"runyard-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def _keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _unavailable(why: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"the S3 tests are required here (RUNYARD_REQUIRE_S3=1): {why}")
+    pytest.skip(f"S3 tests skipped: {why}; pip install '.[s3,s3-server]'")
+
+
+def start_moto(extra_env: dict[str, str] | None = None) -> S3Server:
+    """Start ``moto_server`` on a free port and wait until it answers."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        _unavailable(f"{exc.name} is not installed")
+    port = free_port()
+    env = {**os.environ, **(extra_env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                _unavailable(f"moto's S3 server did not start on port {port}")
+            time.sleep(0.1)
+    return S3Server(endpoint, process)
+
+
+def stop(server: S3Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = start_moto()
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+@pytest.fixture
+def s3_root(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket's ``s3://`` root; this process's AWS settings point at the server."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    return f"s3://{s3_server.new_bucket()}/team/runyard"
