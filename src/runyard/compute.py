@@ -106,13 +106,15 @@ class ComputeTarget:
 
     def serialize(self) -> dict[str, Any]:
         """The target as ``runyard compute show`` prints it."""
+        from .run import format_time
+
         record = self._record
         return {
             "name": record.name,
             "type": record.type,
             "address": record.address,
             "createdBy": record.created_by,
-            "created": record.created,
+            "createdUtc": format_time(record.created),
             "provisioningState": self.provisioning_state,
         }
 

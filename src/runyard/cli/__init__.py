@@ -35,11 +35,12 @@ def cli(**_: Any) -> None:
 
 
 def _build() -> click.Group:
-    from . import experiment, init, login, run, serve, sync, token
+    from . import compute, experiment, init, login, run, serve, sync, token
 
     cli.add_command(run.group)
     cli.add_command(experiment.group)
     cli.add_command(token.group)
+    cli.add_command(compute.group)
     init.register(cli)
     login.register(cli)
     serve.register(cli)

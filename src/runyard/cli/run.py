@@ -94,16 +94,17 @@ def _get(session: Session, run_id: str) -> Run:
 )
 @click.option(
     "--target",
-    default="local",
-    show_default=True,
-    type=click.Choice(["local"]),
-    help="Compute target.",
+    "--ct",
+    "target",
+    metavar="NAME",
+    help="Compute target: local, or one attached with runyard compute attach "
+    "(default: the run configuration's, else local).",
 )
 @path_option
 def submit_script(
     session: Session, script: str | None, arguments: tuple[str, ...], experiment: str | None,
     config_name: str | None, source_directory: str | None, no_wait: bool,
-    requirements: str | None, target: str,
+    requirements: str | None, target: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Submit a script as a run; everything after SCRIPT is passed to it.
 
@@ -125,7 +126,8 @@ def submit_script(
         raise click.UsageError(
             "Please specify the script to run either via parameter or in the runconfig"
         )
-    rc.target = target
+    if target:
+        rc.target = target
     if requirements:
         rc.environment = Environment.from_pip_requirements("requirements", requirements)
     config = ScriptRunConfig(source_directory or project, run_config=rc)
