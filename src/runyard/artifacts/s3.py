@@ -47,6 +47,7 @@ MAX_COPY_PART = 5 << 30  # S3's largest part copied by UploadPartCopy
 MAX_KEY = 1024  # bytes of UTF-8 in an S3 key
 STAGING_MAX_AGE = 86400  # staging keys of other machines' processes: removed after a day
 ENV_PART_MB = "RUNYARD_S3_PART_MB"
+UPLOADS_AT_ONCE = 4  # parts of one upload in flight (and in memory) at once
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -131,12 +132,8 @@ class S3ArtifactStore:
         self.transfer = TransferConfig(
             multipart_threshold=self.part,
             multipart_chunksize=self.part,
-            max_concurrency=4,
-            max_io_queue=8,
-            io_chunksize=256 * 1024,
-        )
-        # an upload from a stream holds at most this many parts in memory
-        self.transfer.max_in_memory_upload_chunks = 4
+            max_concurrency=UPLOADS_AT_ONCE,
+        )  # for copies inside S3 (staged → final): multipart above one part
         self._staging = self.prefix + ".staging/"
         self._check_bucket()
         self._sweep_staging()
@@ -273,11 +270,56 @@ class S3ArtifactStore:
         reader = _Hashing(source)
         try:
             with self._errors("cannot upload to the staging area"):
-                self.client.upload_fileobj(reader, self.bucket, key, Config=self.transfer)
+                self._upload(reader, key)
         except BaseException:
             self.discard(key)
             raise
         return key, reader.size, reader.digest.hexdigest()
+
+    def _upload(self, reader: _Hashing, key: str) -> None:
+        """Upload what ``reader`` gives, read in this thread (a server's request body can
+        only be read here); a multipart upload once it passes one part, with at most
+        ``UPLOADS_AT_ONCE`` parts in memory on their way."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        first = reader.read_exactly(self.part)
+        if len(first) < self.part:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=first)
+            return
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        room = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
+        failed = threading.Event()
+
+        def send(number: int, block: bytes) -> dict[str, Any]:
+            try:
+                sent = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=block
+                )
+                return {"PartNumber": number, "ETag": sent["ETag"]}
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                room.release()
+
+        try:
+            with ThreadPoolExecutor(UPLOADS_AT_ONCE, "runyard-s3-upload") as pool:
+                futures = []
+                block, number = first, 1
+                while block and not failed.is_set():
+                    room.acquire()
+                    futures.append(pool.submit(send, number, block))
+                    block, number = reader.read_exactly(self.part), number + 1
+                parts = [f.result() for f in futures]
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            except Exception:
+                pass  # a later open of the store sweeps it
+            raise
 
     def _copy(self, source: str, target: str) -> None:
         """Copy inside S3 (multipart for large objects); ``target`` appears whole or not."""
@@ -358,19 +400,27 @@ def _code(exc: Any) -> str:
 
 
 class _Hashing:
-    """A read-only view of a stream that counts and hashes what is read through it (and
-    has no ``seek``, so boto3 reads it once, front to back)."""
+    """A stream read front to back, counted and hashed as it goes."""
 
     def __init__(self, source: BinaryIO) -> None:
         self._source = source
         self.size = 0
         self.digest = hashlib.sha256()
 
-    def read(self, n: int = -1) -> bytes:
-        block = self._source.read(n)
-        self.digest.update(block)
-        self.size += len(block)
-        return block
+    def read_exactly(self, n: int) -> bytes:
+        """``n`` bytes, fewer only at the end of the stream."""
+        blocks = []
+        wanted = n
+        while wanted > 0:
+            block = self._source.read(min(wanted, _CHUNK))
+            if not block:
+                break
+            blocks.append(block)
+            wanted -= len(block)
+        data = b"".join(blocks)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
 
 
 class _Reader(io.RawIOBase):
