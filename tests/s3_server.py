@@ -120,3 +120,67 @@ def s3_root(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     return f"s3://{s3_server.new_bucket()}/team/runyard"
+
+
+@dataclass
+class Served:
+    """A ``runyard serve`` subprocess whose files are in a bucket."""
+
+    url: str
+    token: str
+    process: subprocess.Popen[str]
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_serve(workspace: str, artifacts: str, env: dict[str, str] | None = None) -> Served:
+    """Start ``runyard serve --workspace W --artifacts s3://...`` on a free port; wait for
+    it to answer; its admin token is read from what it prints on a first start."""
+    import httpx
+
+    runyard = os.path.join(os.path.dirname(sys.executable), "runyard")
+    port = free_port()
+    process = subprocess.Popen(
+        [runyard, "serve", "--workspace", workspace, "--artifacts", artifacts, "--port", f"{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    token = ""
+    for line in process.stdout:
+        if line.strip().startswith("ry_"):
+            token = line.strip()
+        if "runyard serves" in line:
+            break
+    else:
+        process.wait(10)
+        raise AssertionError(f"runyard serve did not start (exit {process.returncode})")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/api/health")
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("runyard serve did not answer") from None
+            time.sleep(0.1)
+    return Served(url, token, process)
+
+
+def without_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process (a client of the server) knows nothing of S3 from here on."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
