@@ -394,7 +394,8 @@ async def append_log(
                 f"{name!r} of run {run_id} is a regular file, written once: it is not a "
                 "log that grows"
             )
-        with _log_lock(artifacts, run_id, name):  # the threads of this process take turns
+        # the threads of this process take turns, then the processes of every server
+        with _log_lock(artifacts, run_id, name), store.run_file_lock(run_id, name):
             size = _log_size(artifacts, run_id, name)
             if offset >= 0:
                 try:

@@ -37,6 +37,7 @@ from ...records import (
 from . import metrics, overview, run_search
 from .computes import ComputesMixin
 from .database import Database, SqlCursor, _without_password, clock_sql
+from .locks import LocksMixin
 from .schema import LIVE_RUNS_TERMINAL_SQL, migrate
 from .tokens import TokensMixin
 
@@ -90,7 +91,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqlStore(TokensMixin, ComputesMixin):
+class SqlStore(TokensMixin, ComputesMixin, LocksMixin):
     """Run history in one SQL database (SQLite file or PostgreSQL).
 
     >>> from runyard.store import open_store
