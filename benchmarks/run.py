@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import s3
 import script_runs
 from figures import POINTS, RUNS, create_runs, log_points, query_runs
 from pg_schema import drop_schema, new_schema
@@ -149,6 +150,10 @@ def main() -> None:
         served = server.measure(folder, PG if pg is not None else None)
         compared = mlflow_figures(folder)
         pages = studio.measure(folder, PG if pg is not None else None, "--quick" in sys.argv)
+        no_s3 = s3.available()
+        if no_s3:
+            print(f"S3 figures skipped: {no_s3}", file=sys.stderr)
+        bucket = None if no_s3 else s3.measure(folder)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -189,6 +194,10 @@ def main() -> None:
                 studio.rows(pages), headers=["figure", *pages, "target"], disable_numparse=True
             )
         )
+    if bucket is not None:
+        print("a file through runyard serve into moto's S3 server on 127.0.0.1:")
+        headers = ["figure", "value", "target"]
+        print(tabulate(s3.rows(bucket), headers=headers, disable_numparse=True))
     if compared is not None:
         print(f"the stock MLflow client {compared['mlflow_version']} against runyard and MLflow:")
         headers = ["figure", "runyard", "mlflow server", "ratio", "client floor", "target"]
@@ -206,6 +215,7 @@ def main() -> None:
                 "server": served,
                 "mlflow_compare": compared,
                 "studio": pages,
+                "s3": bucket,
             }
         )
     )
