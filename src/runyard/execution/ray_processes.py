@@ -57,10 +57,11 @@ class ProcessHost:
 
     def rendezvous(self) -> tuple[str, int]:
         """An address and a free port on this node for torch.distributed's rank 0."""
+        address = self.ready()
         with socket.socket() as sock:
-            sock.bind(("", 0))
+            sock.bind((address, 0))
             port = int(sock.getsockname()[1])
-        return self.ready(), port
+        return address, port
 
     def start(
         self, argv: list[str], extra: dict[str, str], removed: list[str], grace: float

@@ -17,13 +17,14 @@ builds it).
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import tempfile
 import threading
 import uuid
 import zipfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _liveness, _ray_jobs
 from ..errors import ExperimentExecutionError, UserError
@@ -152,7 +153,19 @@ def _submit_job(
         raise UserError(
             "submitting to a Ray compute target needs Ray's client: pip install 'runyard[ray]'"
         ) from None
-    client = JobSubmissionClient(compute.address)
+    ray_logger = logging.getLogger("ray")  # its client tells each upload on stderr (INFO)
+    level = ray_logger.level
+    ray_logger.setLevel(logging.WARNING)
+    try:
+        _submit(JobSubmissionClient(compute.address), run_id, submission_id, folder, env, rc)
+    finally:
+        ray_logger.setLevel(level)
+
+
+def _submit(
+    client: Any, run_id: str, submission_id: str, folder: str, env: dict[str, str],
+    rc: RunConfiguration,
+) -> None:  # fmt: skip
     client.submit_job(
         entrypoint=f"{ENTRYPOINT} {shlex.quote(run_id)}",
         submission_id=submission_id,
