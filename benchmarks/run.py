@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import ray_targets
 import s3
 import script_runs
 from figures import POINTS, RUNS, create_runs, log_points, query_runs
@@ -154,6 +155,10 @@ def main() -> None:
         if no_s3:
             print(f"S3 figures skipped: {no_s3}", file=sys.stderr)
         bucket = None if no_s3 else s3.measure(folder)
+        no_ray = ray_targets.available() or (None if pg is not None else "PostgreSQL is down")
+        if no_ray:
+            print(f"Ray figures skipped: {no_ray}", file=sys.stderr)
+        cluster = None if no_ray else ray_targets.measure(folder, PG)
     import_ms = import_cost()
     targets = {
         "log_points_per_s": ">= 500,000 (aim 1,000,000)",
@@ -198,6 +203,10 @@ def main() -> None:
         print("a file through runyard serve into moto's S3 server on 127.0.0.1:")
         headers = ["figure", "value", "target"]
         print(tabulate(s3.rows(bucket), headers=headers, disable_numparse=True))
+    if cluster is not None:
+        print("script runs on a local Ray cluster (2 CPUs), PostgreSQL workspace (medians of 5):")
+        headers = ["figure", "value", "target"]
+        print(tabulate(ray_targets.rows(cluster), headers=headers, disable_numparse=True))
     if compared is not None:
         print(f"the stock MLflow client {compared['mlflow_version']} against runyard and MLflow:")
         headers = ["figure", "runyard", "mlflow server", "ratio", "client floor", "target"]
@@ -216,6 +225,7 @@ def main() -> None:
                 "mlflow_compare": compared,
                 "studio": pages,
                 "s3": bucket,
+                "ray": cluster,
             }
         )
     )

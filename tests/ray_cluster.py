@@ -23,12 +23,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-import pytest
-
 REQUIRE = os.environ.get("RUNYARD_REQUIRE_RAY") == "1"
 
 
 def _missing(why: str) -> None:
+    import pytest
+
     if REQUIRE:
         pytest.fail(f"Ray is required here (RUNYARD_REQUIRE_RAY=1): {why}")
     pytest.skip(why)

@@ -153,13 +153,18 @@ def _submit_job(
         raise UserError(
             "submitting to a Ray compute target needs Ray's client: pip install 'runyard[ray]'"
         ) from None
-    ray_logger = logging.getLogger("ray")  # its client tells each upload on stderr (INFO)
-    level = ray_logger.level
-    ray_logger.setLevel(logging.WARNING)
+    # Ray's client tells each upload on stderr (INFO): not the user's business
+    loggers = [
+        logging.getLogger(f"ray.dashboard.modules.{m}") for m in ("dashboard_sdk", "job.sdk")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         _submit(JobSubmissionClient(compute.address), run_id, submission_id, folder, env, rc)
     finally:
-        ray_logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _submit(
