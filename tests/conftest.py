@@ -17,6 +17,8 @@ import pytest
 from runyard import Workspace
 from tests.s3_server import s3_root, s3_server  # noqa: F401 - fixtures: a real S3 server
 
+pytest_plugins = ["tests.ray_fixtures"]  # a real Ray cluster, started once per session
+
 PG_URI = os.environ.get("RUNYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("RUNYARD_REQUIRE_POSTGRES") == "1"
 _pg_error: str | None = None

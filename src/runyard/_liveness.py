@@ -98,7 +98,7 @@ def expire_silent_runs(
     late_elsewhere = False
     for run in candidates:
         verdict = supervisor_alive(run)
-        if verdict is True:
+        if verdict is True or (verdict is None and _waiting_on_ray(run)):
             spare.append(run.id)
         elif verdict is False:
             try:
@@ -110,6 +110,12 @@ def expire_silent_runs(
     if late_elsewhere:
         changed += store.expire_silent_runs(late_after, fail_after, spare=spare)
     return changed
+
+
+def _waiting_on_ray(run: SupervisedRun) -> bool:
+    """A run Ray keeps waiting for room has no supervisor to beat yet: a reader that cannot
+    ask the cluster leaves it be (its supervisor beats from the moment it starts)."""
+    return run.status == "Queued" and _ray_jobs.parse(run.supervisor) is not None
 
 
 def supervisor_alive(run: SupervisedRun) -> bool | None:

@@ -7,8 +7,8 @@ import time
 from runyard import ScriptRunConfig
 from runyard.execution import MpiConfiguration, PyTorchConfiguration
 from tests.execution.conftest import wait_until
-from tests.ray.conftest import TARGET, needs_torch
 from tests.ray.test_ray_runs import processes_with
+from tests.ray_fixtures import TARGET, needs_torch
 
 ALL_REDUCE = """
     import os

@@ -12,7 +12,7 @@ import pytest
 from runyard import Environment, Run, ScriptRunConfig, Workspace
 from runyard.errors import UserError
 from tests.execution.conftest import wait_until
-from tests.ray.conftest import TARGET
+from tests.ray_fixtures import TARGET
 
 TRAIN = """
     import os, sys, time

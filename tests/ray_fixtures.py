@@ -1,5 +1,6 @@
-"""A real Ray cluster (2 CPUs) for the whole session, and a team workspace it can reach:
-PostgreSQL with an artifact folder, or a real runyard server over it."""
+"""Fixtures for runs on Ray (a plugin of tests/conftest.py, so that one cluster serves
+the whole session): a real Ray cluster (2 CPUs) and a team workspace it can reach,
+PostgreSQL with an artifact folder or a real runyard server over it."""
 
 from __future__ import annotations
 
