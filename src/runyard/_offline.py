@@ -297,7 +297,9 @@ class _MemoryArtifacts:
         self._staged: dict[str, str | bytes] = {}
         self._files: dict[tuple[str, str], str | bytes | io.BytesIO] = {}
 
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
         name = getattr(source, "name", None)
         path = os.path.abspath(name) if isinstance(name, str) and os.path.isfile(name) else None
         kept = None if path else io.BytesIO()

@@ -314,7 +314,7 @@ def store_artifact(
     """Store bytes and record together: a failure at any step leaves neither."""
     what = f"cannot store {name!r} of run {run_id}"
     try:
-        staged, size, digest = artifacts.stage(source)
+        staged, size, digest = artifacts.stage(source, run_id, name)
     except OSError as exc:
         raise _os_error(exc, what) from exc
     record = ArtifactRecord(run_id, name, size, digest, time.time(), streaming)

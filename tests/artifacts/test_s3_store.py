@@ -8,6 +8,7 @@ import io
 import os
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -201,3 +202,83 @@ def test_bad_roots_are_user_errors(s3_root, s3_server, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(UserError, match="no AWS credentials"):
         _store(s3_root)
+
+
+def test_wrong_credentials_are_a_user_error(monkeypatch):
+    """A server that checks keys (moto with IAM auth on): an unknown key and a wrong secret
+    are refused at open, with what to check; the right key works."""
+    import json
+
+    import boto3
+
+    from tests.s3_server import start_moto, stop
+
+    server = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})  # then every call is checked
+    try:
+        args = {"endpoint_url": server.endpoint, "region_name": "us-east-1"}
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        boto3.client("s3", **args, **keys).create_bucket(Bucket="locked")
+        iam = boto3.client("iam", **args, **keys)
+        iam.create_user(UserName="runyard")
+        policy = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        iam.put_user_policy(
+            UserName="runyard",
+            PolicyName="s3",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [policy]}),
+        )
+        key = iam.create_access_key(UserName="runyard")["AccessKey"]
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000")
+        with pytest.raises(UserError, match=r"refused the credentials.*InvalidAccessKeyId"):
+            _store("s3://locked/runs")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        with pytest.raises(UserError, match="SignatureDoesNotMatch"):
+            _store("s3://locked/runs")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        assert _store("s3://locked/runs").root == "s3://locked/runs"
+    finally:
+        stop(server)
+
+
+def test_a_large_file_goes_straight_to_its_place_seen_only_once_committed(
+    s3_root, s3_server, monkeypatch
+):
+    monkeypatch.setenv("RUNYARD_S3_PART_MB", "5")
+    store = _store(s3_root)
+    client = s3_server.client()
+    data = os.urandom(12 << 20)
+    final = "team/runyard/runs/run_1/outputs/big.bin"
+    staged, size, digest = store.stage(io.BytesIO(data), "run_1", "outputs/big.bin")
+    assert size == len(data) and digest == hashlib.sha256(data).hexdigest()
+    keys = _keys(s3_server, s3_root)
+    assert final not in keys and keys == [staged]  # only the marker: nobody sees the file
+    uploads = client.list_multipart_uploads(Bucket=store.bucket)["Uploads"]
+    assert [u["Key"] for u in uploads] == [final]
+    store.commit(staged, "run_1", "outputs/big.bin")
+    assert _keys(s3_server, s3_root) == [final]
+    assert client.head_object(Bucket=store.bucket, Key=final)["ETag"].strip('"').endswith("-3")
+    with store.open("run_1", "outputs/big.bin") as fh:
+        assert fh.read() == data
+    staged, _, _ = store.stage(io.BytesIO(data), "run_1", "outputs/other.bin")
+    store.discard(staged)  # a record that could not be stored: the upload is aborted
+    assert _keys(s3_server, s3_root) == [final]
+    assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+def test_the_upload_of_a_dead_process_is_aborted_by_the_next_open(s3_root, s3_server, monkeypatch):
+    monkeypatch.setenv("RUNYARD_S3_PART_MB", "5")
+    store = _store(s3_root)
+    client = s3_server.client()
+    staged, _, _ = store.stage(io.BytesIO(os.urandom(6 << 20)), "run_1", "outputs/x.bin")
+    # the same marker, as a process of this machine that is gone would have left it
+    host = staged.rsplit("/", 1)[1].split("-")[0]
+    dead = f"{store._staging}{host}-999999-1.{uuid.uuid4().hex}.upload"
+    client.copy_object(
+        Bucket=store.bucket, Key=dead, CopySource={"Bucket": store.bucket, "Key": staged}
+    )
+    client.delete_object(Bucket=store.bucket, Key=staged)
+    _store(s3_root)
+    assert _keys(s3_server, s3_root) == []
+    assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []

@@ -10,8 +10,14 @@ class ArtifactStore(Protocol):
 
     root: str
 
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
-        """Copy ``source`` into a staging file; return (staging handle, size, sha256)."""
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
+        """Copy ``source`` into a staging file; return (staging handle, size, sha256).
+
+        ``run_id`` and ``path``, when known, say where ``commit`` will put it: a bucket then
+        sends a large file straight to its place, where it is seen only once committed.
+        """
         ...
 
     def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:

@@ -42,7 +42,9 @@ class LocalArtifactStore:
     def _snapshot_file(self, snapshot_id: str) -> str:
         return os.path.join(self.root, "snapshots", f"{check_snapshot_id(snapshot_id)}.zip")
 
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
         return copy_to_file(source, self._staging, _owners.owned_prefix())
 
     def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:

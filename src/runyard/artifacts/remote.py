@@ -52,7 +52,9 @@ class RemoteArtifactStore:
         return f"{API}/runs/{_q(run_id)}/files/{_path(path)}"
 
     # -- uploads ------------------------------------------------------------------------
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
         """Copy ``source`` into this process's scratch folder (swept if the process dies)."""
         staged, size, digest = copy_to_file(source, _owners.process_folder(), "upload-")
         with self._lock:

@@ -11,11 +11,14 @@ or ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``..., ``AWS_PROF
 ``~/.aws/config`` and ``~/.aws/credentials``, an instance role). boto3 is imported only
 when an ``s3://`` root is opened.
 
-Every write happens once or not at all: ``stage`` uploads to a staging key (multipart
-above ``RUNYARD_S3_PART_MB``), ``commit`` copies it to its final key inside S3 (an object
-appears whole or not at all) and deletes the staging key. An upload killed midway leaves
-only a staging key or an incomplete multipart upload, which a later open of the store
-removes (those of dead processes of this machine at once, any other after a day).
+Every write happens once or not at all, and no reader ever sees part of an object. A file
+of at least one part (``RUNYARD_S3_PART_MB``) is sent as a multipart upload straight to its
+final key, which S3 shows only once ``commit`` completes it; a marker under ``.staging/``
+names the upload meanwhile. A smaller file goes to a staging key, and ``commit`` copies it
+inside S3 to its final key. An upload killed midway leaves only a staging key, a marker
+and an incomplete multipart upload (never an object under a final key), which a later
+open of the store removes (those of dead processes of this machine at once, others after a
+day).
 
 S3 cannot append. A growing log (:class:`S3Log`) buffers what is written and replaces the
 object with its longer self at a bounded rate and at ``close``: a small log is rewritten
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import threading
@@ -48,6 +52,7 @@ MAX_KEY = 1024  # bytes of UTF-8 in an S3 key
 STAGING_MAX_AGE = 86400  # staging keys of other machines' processes: removed after a day
 ENV_PART_MB = "RUNYARD_S3_PART_MB"
 UPLOADS_AT_ONCE = 4  # parts of one upload in flight (and in memory) at once
+UPLOAD_MARK = ".upload"  # a staging key naming a multipart upload to a final key
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -113,10 +118,39 @@ class S3ArtifactStore:
     def __init__(self, root: str) -> None:
         self.bucket, self.prefix = parse_root(root)
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        boto3, config = _boto()
+        _boto()
         self.part = part_size()
+        self._client: Any = None
+        self._client_pid = 0
+        self._client_lock = threading.Lock()
+        from boto3.s3.transfer import TransferConfig
+
+        self.transfer = TransferConfig(
+            multipart_threshold=self.part,
+            multipart_chunksize=self.part,
+            max_concurrency=UPLOADS_AT_ONCE,
+        )  # for copies inside S3 (staged → final): multipart above one part
+        self._staging = self.prefix + ".staging/"
+        self._lock = threading.Lock()
+        self._open_uploads: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
+        self._check_bucket()
+        self._sweep_staging()
+
+    @property
+    def client(self) -> Any:
+        """This process's S3 client (a forked child makes its own: connections are not
+        shared across a fork)."""
+        if self._client is None or self._client_pid != os.getpid():
+            with self._client_lock:
+                if self._client is None or self._client_pid != os.getpid():
+                    self._client = self._new_client()
+                    self._client_pid = os.getpid()
+        return self._client
+
+    def _new_client(self) -> Any:
+        boto3, config = _boto()
         try:
-            self.client = boto3.session.Session().client(
+            return boto3.session.Session().client(
                 "s3",
                 config=config.Config(
                     retries={"max_attempts": 6, "mode": "standard"},
@@ -127,16 +161,6 @@ class S3ArtifactStore:
             )
         except Exception as exc:  # a broken profile or config file
             raise UserError(f"cannot set up the S3 client for {self.root}: {exc}") from None
-        from boto3.s3.transfer import TransferConfig
-
-        self.transfer = TransferConfig(
-            multipart_threshold=self.part,
-            multipart_chunksize=self.part,
-            max_concurrency=UPLOADS_AT_ONCE,
-        )  # for copies inside S3 (staged → final): multipart above one part
-        self._staging = self.prefix + ".staging/"
-        self._check_bucket()
-        self._sweep_staging()
 
     # -- keys ---------------------------------------------------------------------------
     def _run_key(self, run_id: str, path: str) -> str:
@@ -248,6 +272,8 @@ class S3ArtifactStore:
                     for item in page.get("Contents", []):
                         name = item["Key"][len(self._staging) :]
                         if stale(name, item["LastModified"]):
+                            if name.endswith(UPLOAD_MARK):
+                                self._abort_marked(item["Key"])
                             self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
                 uploads = self.client.get_paginator("list_multipart_uploads").paginate(
                     Bucket=self.bucket, Prefix=self._staging
@@ -262,31 +288,68 @@ class S3ArtifactStore:
         except RunyardError as exc:  # the store works without: say so and go on
             say(f"runyard: {exc}")
 
+    def _abort_marked(self, marker: str) -> None:
+        """Abort the upload a dead process's marker names (only below this root's runs)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=marker)["Body"].read()
+        try:
+            note = json.loads(body)
+            key, upload = str(note["key"]), str(note["upload"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if key.startswith(f"{self.prefix}runs/"):
+            self._abort(key, upload)
+
     # -- uploads ------------------------------------------------------------------------
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
-        """Upload ``source`` (streamed; multipart when large) to a new staging key; return
-        (that key, size, sha256)."""
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
+        """Upload ``source`` (streamed); return (a staging handle, size, sha256).
+
+        A file of less than one part goes to a staging key, copied to its place by
+        ``commit``. A larger one whose place is known becomes a multipart upload to that
+        place, completed by ``commit`` (until then nobody sees it); a marker under
+        ``.staging/`` names it, so that a later open can abort it if this process dies.
+        """
+        final = self._run_key(run_id, path) if run_id is not None and path is not None else None
         key = f"{self._staging}{_owners.owned_prefix()}{uuid.uuid4().hex}"
         reader = _Hashing(source)
+        with self._errors("cannot upload to the staging area"):
+            first = reader.read_exactly(self.part)
+            if len(first) < self.part:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=first)
+                return key, reader.size, reader.digest.hexdigest()
+        target, marker = (final, key + UPLOAD_MARK) if final is not None else (key, None)
         try:
-            with self._errors("cannot upload to the staging area"):
-                self._upload(reader, key)
+            with self._errors("cannot upload to the bucket"):
+                upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)
+                upload_id = upload["UploadId"]
+                if marker is not None:
+                    note = json.dumps({"key": target, "upload": upload_id}).encode()
+                    self.client.put_object(Bucket=self.bucket, Key=marker, Body=note)
+                try:
+                    parts = self._send_parts(reader, first, target, upload_id)
+                    if marker is None:
+                        self._complete(target, upload_id, parts)
+                except BaseException:
+                    self._abort(target, upload_id)
+                    raise
         except BaseException:
-            self.discard(key)
+            if marker is not None:
+                self._delete_quietly(marker)
             raise
-        return key, reader.size, reader.digest.hexdigest()
+        if marker is None:
+            return key, reader.size, reader.digest.hexdigest()
+        with self._lock:
+            self._open_uploads[marker] = (target, upload_id, parts)
+        return marker, reader.size, reader.digest.hexdigest()
 
-    def _upload(self, reader: _Hashing, key: str) -> None:
-        """Upload what ``reader`` gives, read in this thread (a server's request body can
-        only be read here); a multipart upload once it passes one part, with at most
-        ``UPLOADS_AT_ONCE`` parts in memory on their way."""
+    def _send_parts(
+        self, reader: _Hashing, first: bytes, key: str, upload: str
+    ) -> list[dict[str, Any]]:
+        """Send the parts of an upload, read in this thread (a server's request body can
+        only be read here), at most ``UPLOADS_AT_ONCE`` in flight (and in memory)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        first = reader.read_exactly(self.part)
-        if len(first) < self.part:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=first)
-            return
-        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         room = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
         failed = threading.Event()
 
@@ -302,24 +365,31 @@ class S3ArtifactStore:
             finally:
                 room.release()
 
+        with ThreadPoolExecutor(UPLOADS_AT_ONCE, "runyard-s3-upload") as pool:
+            futures = []
+            block, number = first, 1
+            while block and not failed.is_set():
+                room.acquire()
+                futures.append(pool.submit(send, number, block))
+                block, number = reader.read_exactly(self.part), number + 1
+            return [f.result() for f in futures]
+
+    def _complete(self, key: str, upload: str, parts: list[dict[str, Any]]) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+
+    def _abort(self, key: str, upload: str) -> None:
         try:
-            with ThreadPoolExecutor(UPLOADS_AT_ONCE, "runyard-s3-upload") as pool:
-                futures = []
-                block, number = first, 1
-                while block and not failed.is_set():
-                    room.acquire()
-                    futures.append(pool.submit(send, number, block))
-                    block, number = reader.read_exactly(self.part), number + 1
-                parts = [f.result() for f in futures]
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
-            except Exception:
-                pass  # a later open of the store sweeps it
-            raise
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+        except Exception:
+            pass  # its marker stays for the next sweep, or the bucket's lifecycle rule
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception:
+            pass
 
     def _copy(self, source: str, target: str) -> None:
         """Copy inside S3 (multipart for large objects); ``target`` appears whole or not."""
@@ -328,14 +398,32 @@ class S3ArtifactStore:
         )
 
     def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
+        """Complete the upload at its place, or copy a small staged file there: either way
+        the object appears whole, at once."""
         key = self._run_key(run_id, path)
+        with self._lock:
+            pending = self._open_uploads.get(staged)
         with self._errors(f"cannot store {path!r} of run {run_id}"):
-            self._copy(self._staged_key(staged), key)
+            if pending is None:
+                self._copy(self._staged_key(staged), key)
+            elif pending[0] != key:
+                raise UserError(f"{staged!r} was staged for another place than {path!r}")
+            else:
+                self._complete(*pending)
+                with self._lock:
+                    self._open_uploads.pop(staged, None)
         self.discard(staged)
 
     def discard(self, staged: str) -> None:
+        """Remove a staged file, or abort a multipart upload not completed."""
+        with self._lock:
+            pending = self._open_uploads.pop(staged, None)
         try:
             with self._errors("cannot remove a staged upload"):
+                if pending is not None:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=pending[0], UploadId=pending[1]
+                    )
                 self.client.delete_object(Bucket=self.bucket, Key=self._staged_key(staged))
         except StoreError as exc:  # harmless: the next open of the store sweeps it
             say(f"runyard: {exc}")
@@ -424,9 +512,9 @@ class _Hashing:
 
 
 class _Reader(io.RawIOBase):
-    """An object's body as a raw stream. The first GET happens at open (a missing object
-    is NotFound there, and the size is known from then on); a read after a seek, or after
-    a connection broken midway, goes on with a ranged GET from the position reached."""
+    """An object's body as a raw stream. Opening asks for its size (a missing object is
+    NotFound there); the first read, a read after a seek, or after a connection broken
+    midway, GETs the object from the position reached (a ranged GET)."""
 
     RESUMES = 3
 
@@ -439,8 +527,14 @@ class _Reader(io.RawIOBase):
         self._at = 0  # where the body being read is
         self._resumed = 0
         self._body: Any = None
-        self.size = 0
-        self._open_at(0)
+        try:
+            with store._errors(missing):
+                found = store._size_of(key)
+        except NotFound:
+            found = None
+        if found is None:
+            raise NotFound(missing)
+        self.size = found
 
     def _open_at(self, start: int) -> None:
         self._close_body()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -179,7 +180,9 @@ class _Staged:
         self._staged = staged
         self.root: str = artifacts.root
 
-    def stage(self, source: BinaryIO) -> tuple[str, int, str]:
+    def stage(
+        self, source: BinaryIO, run_id: str | None = None, path: str | None = None
+    ) -> tuple[str, int, str]:
         return self._staged
 
     def commit(self, staged: str, run_id: str, path: str, streaming: bool = False) -> None:
@@ -262,7 +265,9 @@ async def receive_file(
             )
 
     await run_in_threadpool(check)
-    staged = await _stage_body(request, artifacts.stage, artifacts.discard)
+    staged = await _stage_body(
+        request, functools.partial(artifacts.stage, run_id=run_id, path=name), artifacts.discard
+    )
     try:
         if expected is not None and staged[2] != expected:
             raise UserError(
