@@ -16,9 +16,11 @@ from typing import Any
 PREFIX = "ray|"
 PROPERTY = "runyard.rayJob"  # the run property holding its supervisor name
 ALIVE = ("PENDING", "RUNNING")
-_TIMEOUT = 5.0
+_TIMEOUT = 3.0
 _REMEMBER = 2.0  # seconds a verdict is reused: every listing asks for every late run
+_SILENT_CLUSTER = 30.0  # seconds a cluster that did not answer is not asked again
 _verdicts: dict[str, tuple[float, bool | None, str]] = {}
+_silent: dict[str, tuple[float, str]] = {}  # dashboard URL -> (when, what failed)
 _lock = threading.Lock()
 
 
@@ -65,11 +67,17 @@ def verdict(name: str) -> tuple[bool | None, str]:
     if parsed is None:
         return None, ""
     address, submission_id = parsed
+    with _lock:
+        silent = _silent.get(address)
+    if silent is not None and now - silent[0] < _SILENT_CLUSTER:
+        return None, silent[1]  # one timeout per cluster, not one per run of a listing
     try:
         info = job_info(address, submission_id)
     except (httpx.HTTPError, ValueError) as exc:
         alive: bool | None = None
         said = f"the Ray cluster at {address} did not answer: {exc}"
+        with _lock:
+            _silent[address] = (now, said)
     else:
         if info is None:
             alive, said = False, f"the Ray cluster at {address} has no job {submission_id}"
