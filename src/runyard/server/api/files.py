@@ -311,8 +311,8 @@ def _append_at(artifacts: Any, run_id: str, name: str, offset: int, body: bytes)
 
     A local file is locked while its end is read and written, so the worker processes of
     one server (``--workers``) take turns too: a retried append is never written twice. A
-    log in a bucket has no lock: this process's own lock (``_log_lock``) orders its appends,
-    and its writer stores the piece when it is closed.
+    log in a bucket has no file to lock: the caller's locks (this process's, then the
+    store's across servers) order its appends, and its writer stores the piece when closed.
     """
     local = artifacts.local_path(run_id, name) is not None
     with artifacts.open_append(run_id, name) as fh:
