@@ -142,7 +142,7 @@ def global_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 help="Workspace to use instead of the one in .runyard/config.json.",
             ),
             click.option(
-                "--artifacts", metavar="DIR", envvar="RUNYARD_ARTIFACTS",
+                "--artifacts", metavar="DIR|S3URL", envvar="RUNYARD_ARTIFACTS",
                 help="Artifact folder of the workspace, or s3://BUCKET/PREFIX (needed for "
                 "postgresql://; env RUNYARD_ARTIFACTS).",
             ),

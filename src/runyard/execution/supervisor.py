@@ -183,8 +183,8 @@ class Supervisor:
                     self.say("its slot was lent: no descendant run uses it any more")
             finally:
                 os.close(slot)
-        self._log.close()
         try:
+            self._log.close()  # a bucket's log stores its last part here: that may fail
             for path in (SUPERVISOR_LOG, ENVIRONMENT_LOG, STD_LOG):
                 self.run._record_streaming(path)
         finally:
