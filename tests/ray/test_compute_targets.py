@@ -47,10 +47,10 @@ def test_attach_list_show_detach(ws, ray_url):
         "é-ray",
     ],
 )
-def test_bad_names_change_nothing(ws, ray_url, name):
+def test_bad_names_change_nothing(local_ws, ray_url, name):
     with pytest.raises(UserError):
-        ComputeTarget.attach(ws, name, RayCompute.attach_configuration(ray_url))
-    assert ws.compute_targets == {}
+        ComputeTarget.attach(local_ws, name, RayCompute.attach_configuration(ray_url))
+    assert local_ws.compute_targets == {}
 
 
 @pytest.mark.parametrize(
@@ -60,10 +60,10 @@ def test_bad_names_change_nothing(ws, ray_url, name):
         "http://head:99999", "http://head:8265/?x=1", "http://h\x00:1", "http://" + "h" * 10_000,
     ],
 )  # fmt: skip
-def test_bad_addresses_change_nothing(ws, address):
+def test_bad_addresses_change_nothing(local_ws, address):
     with pytest.raises(UserError):
-        ComputeTarget.attach(ws, "ray-cpu", RayCompute.attach_configuration(address))
-    assert ws.compute_targets == {}
+        ComputeTarget.attach(local_ws, "ray-cpu", RayCompute.attach_configuration(address))
+    assert local_ws.compute_targets == {}
 
 
 def test_a_cluster_that_does_not_answer_is_not_attached(ws):
@@ -96,6 +96,10 @@ def test_only_an_admin_attaches_through_a_server(tmp_path, ray_url, monkeypatch)
             json={"name": "x", "type": "slurm", "address": ray_url},
         )  # fmt: skip
         assert answer.status_code == 400 and "type: Input should be 'ray'" in answer.text
+        for name in ("..", "a/b", "x\x00", "local", "n" * 101):
+            body = {"name": name, "type": "ray", "address": ray_url}
+            answer = httpx.post(f"{url}/api/v1/computes", headers=headers, json=body)
+            assert answer.status_code == 400, (name, answer.text)
         assert list(admin.compute_targets) == ["ray-cpu"]
         assert store.get_compute("ray-cpu").created_by == "admin"
 
