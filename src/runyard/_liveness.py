@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from . import _owners, _ray_jobs
@@ -96,13 +97,16 @@ def expire_silent_runs(
     changed = 0
     spare: list[str] = []
     late_elsewhere = False
+    clusters = frozenset[str]()
+    if any(_ray_jobs.parse(run.supervisor) for run in candidates):
+        clusters = _ray_jobs.attached(store)
     for run in candidates:
-        verdict = supervisor_alive(run)
-        if verdict is True or (verdict is None and _waiting_on_ray(run)):
+        verdict = supervisor_alive(run, clusters)
+        if verdict is True or (verdict is None and _waiting_on_ray(run, clusters)):
             spare.append(run.id)
         elif verdict is False:
             try:
-                changed += fail_dead_supervisor(store, artifacts, run)
+                changed += fail_dead_supervisor(store, artifacts, run, clusters)
             except Forbidden:  # a server's reader or run token: others will fail it
                 pass
         elif run.silent_for >= late_after:
@@ -112,13 +116,14 @@ def expire_silent_runs(
     return changed
 
 
-def _waiting_on_ray(run: SupervisedRun) -> bool:
+def _waiting_on_ray(run: SupervisedRun, clusters: Collection[str]) -> bool:
     """A run Ray keeps waiting for room has no supervisor to beat yet: a reader that cannot
     ask the cluster leaves it be (its supervisor beats from the moment it starts)."""
-    return run.status == "Queued" and _ray_jobs.parse(run.supervisor) is not None
+    parsed = _ray_jobs.parse(run.supervisor)
+    return run.status == "Queued" and parsed is not None and parsed[0] in clusters
 
 
-def supervisor_alive(run: SupervisedRun) -> bool | None:
+def supervisor_alive(run: SupervisedRun, clusters: Collection[str] = ()) -> bool | None:
     """True / False when the run's supervisor ran on this machine; None when unknown.
 
     The process the run names decides: its supervisor, or its submitter until the
@@ -127,10 +132,11 @@ def supervisor_alive(run: SupervisedRun) -> bool | None:
     inherits it, so it is held while the run is being submitted or supervised here.
 
     A run on a Ray cluster is alive while its job is pending or running there (it does not
-    beat while Ray keeps it waiting for room): the cluster is asked (see ``_ray_jobs``).
+    beat while Ray keeps it waiting for room): the cluster is asked if it is one of
+    ``clusters``, the attached targets' addresses (see ``_ray_jobs``).
     """
     if _ray_jobs.parse(run.supervisor) is not None:
-        return _ray_jobs.verdict(run.supervisor or "")[0]
+        return _ray_jobs.verdict(run.supervisor or "", clusters)[0]
     if run.supervisor:
         try:
             verdict = _owners.alive(run.supervisor)
@@ -147,7 +153,12 @@ def _stderr_lock_held(run_id: str) -> bool | None:
     return _owners.lock_held(supervisor_stderr_path(run_id))
 
 
-def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: SupervisedRun) -> int:
+def fail_dead_supervisor(
+    store: Store,
+    artifacts: ArtifactStore | None,
+    run: SupervisedRun,
+    clusters: Collection[str] = (),
+) -> int:
     """Fail a run whose supervisor process is gone; its stderr goes into logs and error.
 
     A run whose cancel was requested is Canceled: nothing of it runs any more.
@@ -157,7 +168,7 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
         if record.status == "Canceled" and artifacts is not None:
             keep_supervisor_stderr(store, artifacts, run.id)
         return int(record.status == "Canceled")
-    message = _death_message(run)
+    message = _death_message(run, clusters)
     error = {
         "error": {"code": "SupervisorDied", "message": message},
         "time": _format_time(time.time()),
@@ -170,10 +181,10 @@ def fail_dead_supervisor(store: Store, artifacts: ArtifactStore | None, run: Sup
     return 1
 
 
-def _death_message(run: SupervisedRun) -> str:
+def _death_message(run: SupervisedRun, clusters: Collection[str]) -> str:
     """Why the run failed: what Ray says of its job, or the local supervisor's stderr."""
     if _ray_jobs.parse(run.supervisor) is not None:
-        said = _ray_jobs.verdict(run.supervisor or "")[1]
+        said = _ray_jobs.verdict(run.supervisor or "", clusters)[1]
         return f"the run's job on the Ray cluster ended without finishing the run: {said}"
     pid = run.supervisor.split("-")[1] if run.supervisor else "?"
     if run.status == "NotStarted":

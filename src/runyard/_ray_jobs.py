@@ -5,12 +5,19 @@ A run on a Ray compute target names its supervisor ``ray|<submission id>|<dashbo
 the liveness rule asks Ray instead, through the Jobs API's REST routes (httpx, no Ray
 import): a job that is pending or running is alive; a job that ended, or that Ray never
 heard of, is not, and Ray's own message says why.
+
+Whoever may write a run writes its supervisor name and properties, so neither is trusted:
+a cluster is asked only at the address of a compute target attached to the workspace (an
+admin's doing), about a submission id of runyard's own form, and a job is stopped only if
+Ray says it was submitted for that very run.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 PREFIX = "ray|"
@@ -22,6 +29,8 @@ _SILENT_CLUSTER = 30.0  # seconds a cluster that did not answer is not asked aga
 _verdicts: dict[str, tuple[float, bool | None, str]] = {}
 _silent: dict[str, tuple[float, str]] = {}  # dashboard URL -> (when, what failed)
 _lock = threading.Lock()
+_SUBMISSION_ID = re.compile(r"^runyard-[0-9a-f]{32}$")
+MAX_MESSAGE = 2000  # Ray's message of a failed job may end in 20,000 characters of its log
 
 
 def supervisor_name(address: str, submission_id: str) -> str:
@@ -33,9 +42,14 @@ def parse(name: str | None) -> tuple[str, str] | None:
     if not name or not name.startswith(PREFIX):
         return None
     submission_id, _, address = name[len(PREFIX) :].partition("|")
-    if not submission_id or not address:
+    if not _SUBMISSION_ID.match(submission_id) or not address:
         return None
     return address, submission_id
+
+
+def attached(store: Any) -> frozenset[str]:
+    """The dashboard URLs of the compute targets attached to ``store``'s workspace."""
+    return frozenset(c.address for c in store.list_computes() if c.type == "ray")
 
 
 def job_info(address: str, submission_id: str) -> dict[str, Any] | None:
@@ -53,9 +67,10 @@ def job_info(address: str, submission_id: str) -> dict[str, Any] | None:
     return found
 
 
-def verdict(name: str) -> tuple[bool | None, str]:
+def verdict(name: str, addresses: Collection[str]) -> tuple[bool | None, str]:
     """(alive, what Ray says) for a Ray supervisor name; alive is None when the cluster
-    cannot be asked (its heartbeat decides then)."""
+    cannot be asked (its heartbeat decides then): it does not answer, or its address is
+    not one of ``addresses`` (the attached targets')."""
     import httpx
 
     now = time.monotonic()
@@ -67,6 +82,8 @@ def verdict(name: str) -> tuple[bool | None, str]:
     if parsed is None:
         return None, ""
     address, submission_id = parsed
+    if address not in addresses:
+        return None, f"{address} is not the address of a compute target of this workspace"
     with _lock:
         silent = _silent.get(address)
     if silent is not None and now - silent[0] < _SILENT_CLUSTER:
@@ -98,20 +115,31 @@ def describe(info: dict[str, Any]) -> str:
         parts.append(f"error type {info['error_type']}")
     if info.get("driver_exit_code") is not None:
         parts.append(f"driver exit code {info['driver_exit_code']}")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def stop(name: str | None) -> bool:
-    """Ask the cluster to stop the run's job (best effort); True if it said it did."""
+def stop_pending(name: str | None, run_id: str, addresses: Collection[str]) -> bool:
+    """Stop the run's job if Ray still holds it in its queue (best effort); True if it did.
+
+    A job whose supervisor runs is left alone: the supervisor sees the cancel request in
+    the workspace and stops the run's processes within its grace period, keeping their
+    last logs, which Ray's own stop (SIGKILL after 3 s) would not.
+    """
     import httpx
 
     parsed = parse(name)
-    if parsed is None:
+    if parsed is None or parsed[0] not in addresses:
         return False
     address, submission_id = parsed
     try:
+        info = job_info(address, submission_id)
+        if info is None or info.get("status") != "PENDING":
+            return False
+        if (info.get("metadata") or {}).get("runyard_run_id") != run_id[:200]:
+            return False  # not this run's job
         response = httpx.post(f"{address}/api/jobs/{submission_id}/stop", timeout=_TIMEOUT)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):
         return False
     with _lock:
         _verdicts.pop(name or "", None)

@@ -411,7 +411,9 @@ class Run(MetricsMixin, FilesMixin):
             self.get_status()  # a supervised run: the liveness rule applies first
         if _liveness.cancel_status(self._record) == "CancelRequested":
             self._set_status("CancelRequested")
-            _ray_jobs.stop(self._record.properties.get(_ray_jobs.PROPERTY))  # queued there
+            name = self._record.properties.get(_ray_jobs.PROPERTY)
+            if name:  # a run still in a Ray cluster's queue leaves it
+                _ray_jobs.stop_pending(name, self.id, _ray_jobs.attached(self._store))
             return
         self._finish("Canceled")
 

@@ -8,13 +8,16 @@ import signal
 import time
 
 import psutil
+import pytest
+from tests.compute.test_ray_runs import processes_with
 from tests.execution.conftest import wait_until
-from tests.ray.test_ray_runs import processes_with
 from tests.ray_fixtures import TARGET
 
 from runyard import ScriptRunConfig, _ray_jobs
 from runyard.execution import PyTorchConfiguration
 from runyard.records import NewRun
+
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster: one test worker
 
 QUICK_LIVENESS = {
     "RUNYARD_HEARTBEAT_SECONDS": "0.2",
@@ -41,11 +44,11 @@ def test_a_run_whose_job_ray_never_had_fails(pg_cluster, monkeypatch):
     # the submitter was killed between creating the run and handing the job to Ray
     for key, value in QUICK_LIVENESS.items():
         monkeypatch.setenv(key, value)
-    run = queued_run(pg_cluster, pg_cluster.url, "runyard-never-submitted")
+    run = queued_run(pg_cluster, pg_cluster.url, "runyard-" + "0" * 32)
     time.sleep(1.5)
     wait_until(lambda: run.get_status() == "Failed", timeout=10, every=0.3)
     message = run.get_details()["error"]["error"]["message"]
-    assert "has no job runyard-never-submitted" in message
+    assert "has no job runyard-" + "0" * 32 in message
 
 
 def test_a_run_waiting_for_room_is_not_failed_by_readers(pg_cluster, monkeypatch):
@@ -55,12 +58,16 @@ def test_a_run_waiting_for_room_is_not_failed_by_readers(pg_cluster, monkeypatch
     for holder in holders:
         wait_until(lambda h=holder: h.get_status() == "Running", timeout=60)
     waiting = pg_cluster.exp.submit(config)
-    unreachable = queued_run(pg_cluster, "http://127.0.0.1:9", "runyard-somewhere")
+    pg_cluster.ws._store.attach_compute("down-ray", "ray", "http://127.0.0.1:9")  # gone since
+    unreachable = queued_run(pg_cluster, "http://127.0.0.1:9", "runyard-" + "1" * 32)
+    # an address no target has is nobody's cluster: the heartbeat rule alone judges the run
+    stranger = queued_run(pg_cluster, "http://127.0.0.1:10", "runyard-" + "2" * 32)
     for key, value in QUICK_LIVENESS.items():
         monkeypatch.setenv(key, value)
     time.sleep(4)  # many heartbeats missed: neither has a supervisor yet
     assert waiting.get_status() == "Queued"  # Ray says its job is pending
     assert unreachable.get_status() == "Queued"  # Ray cannot be asked: left be
+    assert stranger.get_status() == "Failed"
     for run in (*holders, waiting, unreachable):
         run.cancel()
     for run in (*holders, waiting):

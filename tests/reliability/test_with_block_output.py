@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 from runyard import Workspace
@@ -29,11 +28,14 @@ def _run(tmp_path, body: str, *extra: str, check: bool = True) -> subprocess.Com
     script = PRELUDE + textwrap.dedent(body)
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
+    temp = tmp_path / "tmp"  # the process's own temporary folder: what it leaves is its own
+    temp.mkdir(exist_ok=True)
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "ws"), *extra],
         cwd=work,
         capture_output=True,
         timeout=120,
+        env={**os.environ, "TMPDIR": str(temp)},
     )
     if check:
         assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -211,7 +213,6 @@ def test_two_runs_in_one_folder_at_once(tmp_path):
 
 
 def test_an_exception_lands_in_the_log_and_no_temp_files_remain(tmp_path):
-    before = set(os.listdir(tempfile.gettempdir()))
     done = _run(
         tmp_path,
         """
@@ -227,8 +228,10 @@ def test_an_exception_lands_in_the_log_and_no_temp_files_remain(tmp_path):
     assert done.stderr.decode().count("ValueError: diverged") == 1  # printed once, by Python
     log = _log(tmp_path, done.stdout.decode().split()[0]).decode()
     assert "about to fail" in log and "ValueError: diverged" in log
-    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before if "runyard" in n}
-    assert not leftovers
+    leftovers = {n for n in os.listdir(tmp_path / "tmp") if "runyard" in n}
+    assert not leftovers or leftovers == {f"runyard-{os.getuid()}"}  # the scratch root stays
+    scratch = tmp_path / "tmp" / f"runyard-{os.getuid()}"
+    assert not scratch.exists() or not [p for p in scratch.rglob("*") if p.is_file()]
 
 
 def test_a_full_disk_never_fails_a_print(local_ws, monkeypatch, capfd):

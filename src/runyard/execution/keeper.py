@@ -2,6 +2,9 @@
 
     python -I -S keeper.py LIFELINE_FD STATUS_FD SUPERVISOR_PID GRACE -- COMMAND...
 
+(SUPERVISOR_PID 0: the keeper's parent, a shield between it and the supervisor; see
+``process_tree.SHIELD``.)
+
 The supervisor starts every command of a run (the script, pip) through a keeper. The keeper
 becomes a child subreaper (Linux), so every descendant that loses its parent is re-parented
 to it rather than to init, starts COMMAND, reports ``started <pid>`` (or ``error <errno>
@@ -232,7 +235,8 @@ def main(argv: list[str]) -> None:
     if len(argv) < 6 or argv[4] != "--":
         sys.stderr.write("usage: keeper.py LIFELINE_FD STATUS_FD SUPERVISOR_PID GRACE -- CMD\n")
         os._exit(2)
-    lifeline, status, parent = int(argv[0]), int(argv[1]), int(argv[2])
+    lifeline, status = int(argv[0]), int(argv[1])
+    parent = int(argv[2]) or os.getppid()  # 0: whoever started it (a shield)
     for fd in (lifeline, status):
         os.set_inheritable(fd, False)
     keeper = Keeper(lifeline, status, parent, float(argv[3]))

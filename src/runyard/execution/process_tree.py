@@ -34,6 +34,22 @@ KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
 _lifelines: list[int] = []  # write ends of the keepers' lifelines: open while we live
 
 
+# A process between this one and the keeper, for hosts that are killed with their children
+# (a Ray worker): the shield dies with the host, and the keeper, seeing its parent gone,
+# still stops the whole tree in order. It passes the keeper's exit status on unchanged.
+SHIELD = """
+import os, signal, sys
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+for fd in sys.argv[5:7]:  # the keeper's lifeline and status pipe: its own, not ours
+    os.close(int(fd))
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+os._exit(code & 255)
+"""
+
+
 def start(
     argv: list[str],
     cwd: str | None,
@@ -41,19 +57,24 @@ def start(
     grace: float = 1.0,
     stdout: Any = subprocess.PIPE,
     stderr: Any = subprocess.PIPE,
+    shield: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` under a keeper (see keeper.py): it and everything it starts end when
     it ends, when this process asks (SIGTERM), or when this process dies in any way.
 
-    The returned process is the keeper; its exit status is the command's. Raises OSError
-    when the command cannot be started.
+    The returned process is the keeper (or its shield, see ``SHIELD``); its exit status is
+    the command's. Raises OSError when the command cannot be started.
     """
     lifeline_r, lifeline_w = os.pipe()
     status_r, status_w = os.pipe()
-    fds = [str(lifeline_r), str(status_w), str(os.getpid())]
+    parent = "0" if shield else str(os.getpid())  # 0: the keeper's parent when it starts
+    fds = [str(lifeline_r), str(status_w), parent]
+    command = [sys.executable, "-I", "-S", KEEPER, *fds, repr(grace), "--", *argv]
+    if shield:
+        command = [sys.executable, "-I", "-S", "-c", SHIELD, *command]
     try:
         keeper = subprocess.Popen(
-            [sys.executable, "-I", "-S", KEEPER, *fds, repr(grace), "--", *argv],
+            command,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -120,6 +141,11 @@ def stop_all(grace_seconds: float) -> None:
                 pass
         psutil.wait_procs(alive, timeout=1)
     reap_zombies()
+
+
+def alive_descendants() -> list[psutil.Process]:
+    """This process's descendants that still run (not zombies)."""
+    return [p for p in descendants() if _running(p)]
 
 
 def _running(proc: psutil.Process) -> bool:

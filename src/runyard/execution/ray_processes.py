@@ -38,6 +38,7 @@ class ProcessHost:
 
     def __init__(self, run_id: str, rank: int) -> None:
         self.rank = rank
+        process_tree.become_subreaper()  # what escapes a keeper comes here, not to init
         self.ws = Workspace(
             os.environ["RUNYARD_URI"], os.environ.get("RUNYARD_ARTIFACTS"), _create=False
         )
@@ -73,7 +74,9 @@ class ProcessHost:
         env.update(extra)
         if argv and argv[0] == "python":  # this actor's Python: Ray's runtime environment
             argv = [sys.executable, *argv[1:]]
-        self.proc = process_tree.start(argv, self.folder, env, grace)
+        # shielded: Ray kills an actor's children with it, and the keeper must outlive
+        # that long enough to stop the script's whole tree
+        self.proc = process_tree.start(argv, self.folder, env, grace, shield=True)
         outs = [self._open_log(process_log(self.rank))]
         if self.rank == 0:
             outs.append(self._open_log(STD_LOG))
@@ -119,8 +122,16 @@ class ProcessHost:
         return code, list(self.tail)
 
     def stop(self, grace: float) -> None:
-        """Stop the process and everything it started (SIGTERM, SIGKILL after ``grace``)."""
-        process_tree.stop_all(grace)
+        """Stop the process and everything it started: its keeper does it in order (SIGTERM,
+        SIGKILL after ``grace``); what is left after that is killed here."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # the shield ends; its keeper stops the tree
+        deadline = time.monotonic() + grace + 5
+        keep = self.proc.pid if self.proc is not None else None  # wait() collects it
+        while time.monotonic() < deadline and process_tree.alive_descendants():
+            process_tree.reap_zombies(keep)  # the keeper, ours now (we are its subreaper)
+            time.sleep(0.05)
+        process_tree.stop_all(0)
 
     def sync(self, folders: list[str]) -> None:
         """Upload the watched folders (``./logs``) as they are now."""

@@ -183,8 +183,11 @@ class RaySupervisor(Supervisor):
             self.say(f"stopping the processes: {exc}")
 
     def wind_down(self) -> None:
+        if not self.hosted:
+            super().wind_down()
+            return
         self.end_processes()
-        if self.actors and self.proc is not None:
+        if self.actors and self.started:
             try:
                 self.wait_for(
                     [a.sync.remote(list(self.rc.history.directories_to_watch)) for a in self.actors]

@@ -22,6 +22,7 @@ import os
 import shlex
 import tempfile
 import threading
+import time
 import uuid
 import zipfile
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .run_configuration import RunConfiguration
 
 ENTRYPOINT = "python -m runyard.execution.ray_supervisor"
+_BUSY_RETRIES = 40  # times 0.5 s: a new cluster's job agent takes a few seconds to come up
 
 
 def check_reachable(workspace: Workspace, target: str) -> None:
@@ -71,8 +73,10 @@ def submit(
     If the cluster refuses the job (or cannot be reached), the run is Failed with Ray's
     reason and ExperimentExecutionError is raised.
     """
+    from ..compute import ray_version
     from .supervisor import run_error
 
+    ray_version(compute.address)  # a cluster that does not answer: no run is created
     submission_id = f"runyard-{uuid.uuid4().hex}"
     supervisor = _ray_jobs.supervisor_name(compute.address, submission_id)
     properties = {
@@ -100,20 +104,54 @@ def submit(
         }
         with tempfile.TemporaryDirectory(prefix="runyard-ray-") as folder:
             _lay_out_snapshot(workspace, new_run.snapshot_id, folder)
-            _submit_job(compute, record.id, submission_id, folder, env, rc)
+            _within_limit(_submit_job, compute, record.id, submission_id, folder, env, rc)
     except BaseException as exc:
         message = (
             f"the Ray cluster {compute.name!r} ({compute.address}) did not take the job: {exc}"
         )
-        workspace._store.set_status(
-            record.id, "Failed", error=run_error(message, "RayJobNotSubmitted")
+        error = run_error(message, "RayJobNotSubmitted")
+        found = workspace._store.set_status(
+            record.id, "Failed", error=error, only_from=("NotStarted",)
         )
+        if found.status == "CancelRequested":  # canceled meanwhile: nothing of it runs
+            workspace._store.set_status(record.id, "Canceled", only_from=("CancelRequested",))
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise ExperimentExecutionError(message) from None
     finally:
         stop_beating.set()
     return workspace._store.set_status(record.id, "Queued", only_from=("NotStarted",))
+
+
+def submit_seconds() -> float:
+    """How long a submission (the snapshot's upload included) may take."""
+    return _liveness.seconds_setting("RUNYARD_RAY_SUBMIT_SECONDS", 300.0)
+
+
+def _within_limit(call: Any, *args: Any) -> None:
+    """``call(*args)`` in a thread, waited for at most ``submit_seconds()``: Ray's client
+    waits for ever for a dashboard that takes the connection and never answers."""
+    limit = submit_seconds()
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            call(*args)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=target, daemon=True, name="runyard-ray-submit")
+    worker.start()
+    worker.join(limit)
+    if not outcome:
+        raise TimeoutError(
+            f"no answer within {limit:g} s (RUNYARD_RAY_SUBMIT_SECONDS); check the address "
+            "and that the cluster's dashboard is up"
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def _beat(workspace: Workspace, run_id: str, stop: threading.Event) -> None:
@@ -171,10 +209,17 @@ def _submit(
     client: Any, run_id: str, submission_id: str, folder: str, env: dict[str, str],
     rc: RunConfiguration,
 ) -> None:  # fmt: skip
-    client.submit_job(
-        entrypoint=f"{ENTRYPOINT} {shlex.quote(run_id)}",
-        submission_id=submission_id,
-        runtime_env={"working_dir": folder, "env_vars": env},
-        entrypoint_num_cpus=0 if uses_placement_group(rc) else 1,
-        metadata={"runyard_run_id": run_id[:200]},
-    )
+    for attempt in range(_BUSY_RETRIES + 1):
+        try:
+            client.submit_job(
+                entrypoint=f"{ENTRYPOINT} {shlex.quote(run_id)}",
+                submission_id=submission_id,
+                runtime_env={"working_dir": folder, "env_vars": env},
+                entrypoint_num_cpus=0 if uses_placement_group(rc) else 1,
+                metadata={"runyard_run_id": run_id[:200]},
+            )
+            return
+        except RuntimeError as exc:  # a cluster just started: "please try again later"
+            if "try again later" not in str(exc) or attempt == _BUSY_RETRIES:
+                raise
+            time.sleep(0.5)

@@ -133,8 +133,9 @@ def cancel_run(run_id: str, request: Request, who: Contributor) -> Any:
     run = store.get_run(run_id)
     if run.status not in TERMINAL_STATUSES:
         run = store.set_status(run_id, _liveness.cancel_status(run), only_from=_CANCELABLE)
-        if run.status == "CancelRequested":  # a run waiting on a Ray cluster ends there
-            _ray_jobs.stop(run.properties.get(_ray_jobs.PROPERTY))
+        name = run.properties.get(_ray_jobs.PROPERTY)
+        if run.status == "CancelRequested" and name:  # a run in a Ray cluster's queue
+            _ray_jobs.stop_pending(name, run_id, _ray_jobs.attached(store))
     if run.status not in ("CancelRequested", "Canceled"):
         raise UserError(f"run {run_id} is already {run.status}; a finished run cannot be canceled")
     return plain(run)

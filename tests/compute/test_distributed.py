@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from runyard import ScriptRunConfig
 from runyard.execution import MpiConfiguration, PyTorchConfiguration
+from tests.compute.test_ray_runs import processes_with
 from tests.execution.conftest import wait_until
-from tests.ray.test_ray_runs import processes_with
 from tests.ray_fixtures import TARGET, needs_torch
+
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster: one test worker
 
 ALL_REDUCE = """
     import os

@@ -14,6 +14,8 @@ from runyard.errors import UserError
 from tests.execution.conftest import wait_until
 from tests.ray_fixtures import TARGET
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster: one test worker
+
 TRAIN = """
     import os, sys, time
     from runyard import Run
@@ -109,7 +111,8 @@ def probe_wheel(tmp_path_factory) -> str:
     return path
 
 
-def test_a_pip_environment_is_ray_s_runtime_environment(cluster, probe_wheel):
+def test_a_pip_environment_is_ray_s_runtime_environment(pg_cluster, probe_wheel):
+    cluster = pg_cluster
     cluster.script("pipenv.py", """
         import sys, importlib.metadata
         import runyard_probe

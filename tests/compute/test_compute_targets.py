@@ -12,6 +12,8 @@ from runyard.compute import ComputeTarget, RayCompute
 from runyard.errors import Conflict, Forbidden, NotFound, UserError
 from tests.cli.test_cli import cli, ok
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster: one test worker
+
 
 def test_attach_list_show_detach(ws, ray_url):
     target = ComputeTarget.attach(ws, "ray-cpu", RayCompute.attach_configuration(ray_url + "/"))
