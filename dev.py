@@ -51,7 +51,9 @@ def test() -> None:
     run(PYTHON, "-m", "ruff", "check", "src", "tests", "examples", "benchmarks", "dev.py")
     run(PYTHON, "-m", "ruff", "format", "--check", "src", "tests", "examples", "benchmarks")
     run(PYTHON, "-m", "mypy")
-    run(PYTHON, "-m", "pytest", "-ra")
+    # two or more test workers (pytest-xdist): most tests wait on processes and servers;
+    # a test group that shares one session resource (the Ray cluster) stays on one worker
+    run(PYTHON, "-m", "pytest", "-ra", "-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup")
 
 
 def bench() -> None:
