@@ -64,13 +64,18 @@ def _read(
             fh.seek(offset)
         else:
             _skip(fh, offset)
-        while budget is None or budget > 0:
-            block = fh.read(CHUNK if budget is None else min(CHUNK, budget))
-            if not block:
-                return
-            if budget is not None:
-                budget -= len(block)
-            yield block
+        yield from blocks(fh, budget)
+
+
+def blocks(fh: BinaryIO, budget: int | None = None) -> Iterator[bytes]:
+    """``fh``'s bytes from where it stands, at most ``budget`` of them, in blocks."""
+    while budget is None or budget > 0:
+        block = fh.read(CHUNK if budget is None else min(CHUNK, budget))
+        if not block:
+            return
+        if budget is not None:
+            budget -= len(block)
+        yield block
 
 
 def _skip(fh: BinaryIO, count: int) -> None:

@@ -18,11 +18,8 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from typing import Any
 
-from ..errors import RunyardError
-from ..records import RUNNING_STATUSES
 from ..workspace import Workspace
 from . import distributed
 from .failure import RunFailure
@@ -35,7 +32,7 @@ from .supervisor import (
     Supervisor,
     _terminated,
     cancel_grace,
-    run_error,
+    not_started,
 )
 
 
@@ -291,17 +288,7 @@ def main(argv: list[str]) -> int:
     try:
         RaySupervisor(workspace, workspace.get_run(argv[0])).main()
     except BaseException as exc:
-        traceback.print_exc()
-        message = f"runyard's supervisor on Ray could not start: {type(exc).__name__}: {exc}"
-        try:
-            workspace._store.set_status(
-                argv[0],
-                "Failed",
-                error=run_error(message, "SystemError"),
-                only_from=RUNNING_STATUSES,
-            )
-        except RunyardError:
-            traceback.print_exc()
+        not_started(workspace, argv[0], exc)  # its stderr is Ray's log of the job
         return 1
     return 0
 

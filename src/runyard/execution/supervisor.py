@@ -459,6 +459,17 @@ def run_error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "time": format_time(time.time())}
 
 
+def not_started(workspace: Workspace, run_id: str, exc: BaseException) -> None:
+    """Fail a run whose supervisor could not start; the traceback goes to stderr."""
+    traceback.print_exc()
+    message = f"runyard's supervisor could not start: {type(exc).__name__}: {exc}"
+    try:
+        error = run_error(message, "SystemError")
+        workspace._store.set_status(run_id, "Failed", error=error, only_from=RUNNING_STATUSES)
+    except BaseException:
+        traceback.print_exc()
+
+
 def _terminated(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise RunFailure("runyard's supervisor received SIGTERM and stopped the run", "Terminated")
@@ -479,17 +490,7 @@ def main(argv: list[str]) -> int:
         supervisor = Supervisor(workspace, run, slots)
         supervisor.main()
     except BaseException as exc:
-        traceback.print_exc()
-        message = f"runyard's supervisor could not start: {type(exc).__name__}: {exc}"
-        try:  # its stderr goes into the run below: the run must not wait for a reader
-            workspace._store.set_status(
-                argv[0],
-                "Failed",
-                error=run_error(message, "SystemError"),
-                only_from=RUNNING_STATUSES,
-            )
-        except BaseException:
-            traceback.print_exc()
+        not_started(workspace, argv[0], exc)  # the run must not wait for a reader
         return 1
     finally:
         sys.stderr.flush()

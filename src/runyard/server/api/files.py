@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ... import _owners
+from ..._events import blocks
 from ..._run_files import _os_error, store_artifact
 from ..._snapshot import MAX_BYTES, MAX_FILES, zip_content_id
 from ..._validation import check_artifact_path, check_run_id, check_snapshot_id
@@ -506,13 +507,7 @@ def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 def _chunks(source: BinaryIO, length: int | None = None) -> Iterator[bytes]:
     with source:
-        while length is None or length > 0:
-            block = source.read(_CHUNK if length is None else min(_CHUNK, length))
-            if not block:
-                return
-            if length is not None:
-                length -= len(block)
-            yield block
+        yield from blocks(source, length)
 
 
 # -- snapshots --------------------------------------------------------------------------
