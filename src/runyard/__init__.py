@@ -13,6 +13,7 @@ import sys
 
 from .__about__ import __version__
 from ._offline import OfflineRun
+from .compute import ComputeTarget
 from .errors import (
     ActivityFailedError,
     Conflict,
@@ -23,7 +24,13 @@ from .errors import (
     SnapshotError,
     UserError,
 )
-from .execution import Environment, RunConfiguration, ScriptRunConfig
+from .execution import (
+    Environment,
+    MpiConfiguration,
+    PyTorchConfiguration,
+    RunConfiguration,
+    ScriptRunConfig,
+)
 from .experiment import Experiment
 from .run import Run
 from .workspace import Workspace
@@ -35,12 +42,15 @@ if "IPython" in sys.modules:  # in a notebook, lists of runs are drawn as tables
 
 __all__ = [
     "ActivityFailedError",
+    "ComputeTarget",
     "Conflict",
     "Environment",
     "Experiment",
     "ExperimentExecutionError",
+    "MpiConfiguration",
     "NotFound",
     "OfflineRun",
+    "PyTorchConfiguration",
     "Run",
     "RunConfiguration",
     "RunEnvironmentError",
