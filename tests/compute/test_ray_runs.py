@@ -178,10 +178,10 @@ def test_cancel_while_ray_has_no_room_stops_the_job(cluster):
         distributed_job_config=PyTorchConfiguration(process_count=3),  # the cluster has 2 CPUs
     )  # fmt: skip
     run = cluster.exp.submit(config)
-    time.sleep(5)
+    waiting = "waiting for 3 CPUs on 1 node(s)"
+    wait_until(lambda: waiting in cluster.read(run, "system_logs/supervisor.txt"), timeout=60)
+    time.sleep(2)
     assert run.get_status() == "Queued"
-    log = cluster.read(run, "system_logs/supervisor.txt")
-    assert "waiting for 3 CPUs on 1 node(s)" in log
     run.cancel()
     wait_until(lambda: run.get_status() == "Canceled", timeout=20)
 
