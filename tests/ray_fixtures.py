@@ -55,12 +55,22 @@ class Cluster:
 
 @pytest.fixture(params=["postgresql", "server"])
 def cluster(request, ray_url, tmp_path, monkeypatch) -> Iterator[Cluster]:
+    yield from _cluster(request.param, ray_url, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def served_cluster(ray_url, tmp_path, monkeypatch) -> Iterator[Cluster]:
+    """The runyard-server workspace only."""
+    yield from _cluster("server", ray_url, tmp_path, monkeypatch)
+
+
+def _cluster(kind: str, ray_url: str, tmp_path, monkeypatch) -> Iterator[Cluster]:
     root = tmp_path / "project"
     root.mkdir()
     monkeypatch.chdir(tmp_path)
     for uri in pg_schema_uri():
         artifacts = str(tmp_path / "artifacts")
-        if request.param == "postgresql":
+        if kind == "postgresql":
             ws = Workspace(uri, artifacts=artifacts)
             yield Cluster(root, ws, ray_url)
             ws._store.close()

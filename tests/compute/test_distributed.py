@@ -35,7 +35,9 @@ ALL_REDUCE = """
 """
 
 
-def test_two_processes_all_reduce_over_gloo_into_one_run(cluster):
+def test_two_processes_all_reduce_over_gloo_into_one_run(served_cluster):
+    # through a server: every process reaches it with the run's own token
+    cluster = served_cluster
     needs_torch()
     cluster.script("ddp.py", ALL_REDUCE)
     config = ScriptRunConfig(
