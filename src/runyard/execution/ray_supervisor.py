@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from .. import _ray_jobs
 from ..workspace import Workspace
 from . import distributed
 from .failure import RunFailure
@@ -83,8 +84,8 @@ class RaySupervisor(Supervisor):
         removed = [k for k in os.environ if k not in env]
         address, port = ray.get(self.actors[0].rendezvous.remote())
         starts = []
+        per_node = self.processes // self.nodes
         for rank, actor in enumerate(self.actors):
-            per_node = self.processes // self.nodes
             variables = {
                 "RANK": str(rank),
                 "WORLD_SIZE": str(self.processes),
@@ -124,7 +125,7 @@ class RaySupervisor(Supervisor):
                     code, tail = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
                     raise RunFailure(
-                        f"process {rank} of the run was lost on the Ray cluster: {exc}",
+                        f"process {rank} of the run was lost on the Ray cluster: {_short(exc)}",
                         "ProcessLost",
                     ) from None
                 self.say(f"process {rank} ended with exit status {code}")
@@ -238,11 +239,12 @@ class RaySupervisor(Supervisor):
             nodes = self.wait_for([a.ready.remote() for a in self.actors])
         except ray.exceptions.RuntimeEnvSetupError as exc:
             raise RunFailure(
-                f"Ray could not build the run's environment: {exc}", "EnvironmentBuildFailed"
+                f"Ray could not build the run's environment: {_short(exc)}",
+                "EnvironmentBuildFailed",
             ) from None
         except ray.exceptions.RayActorError as exc:
             raise RunFailure(
-                f"the run's processes could not start on Ray: {exc}", "ProcessLost"
+                f"the run's processes could not start on Ray: {_short(exc)}", "ProcessLost"
             ) from None
         self.say(f"processes placed on {', '.join(sorted(set(nodes)))}")
 
@@ -275,6 +277,13 @@ class RaySupervisor(Supervisor):
                 remove_placement_group(self.group)
             except Exception:
                 pass
+
+
+def _short(exc: BaseException) -> str:
+    """Ray's account of an error, cut to fit a run's error (it may hold pages of log)."""
+    text = str(exc).strip()
+    limit = _ray_jobs.MAX_MESSAGE
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def main(argv: list[str]) -> int:

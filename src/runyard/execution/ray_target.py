@@ -74,9 +74,12 @@ def submit(
     reason and ExperimentExecutionError is raised.
     """
     from ..compute import ray_version
+    from .run_configuration import RunConfiguration
     from .supervisor import run_error
 
-    ray_version(compute.address)  # a cluster that does not answer: no run is created
+    limit = submit_seconds()  # a bad setting, or a cluster that does not answer: no run
+    ray_version(compute.address)
+    rc = RunConfiguration.from_dict(new_run.run_definition or {})
     submission_id = f"runyard-{uuid.uuid4().hex}"
     supervisor = _ray_jobs.supervisor_name(compute.address, submission_id)
     properties = {
@@ -89,10 +92,6 @@ def submit(
         experiment.id, [NewRun(**{**fields, "properties": properties, "target": compute.name})]
     )
     workspace._store.heartbeat(record.id, supervisor=supervisor)
-    rc_data = new_run.run_definition or {}
-    from .run_configuration import RunConfiguration
-
-    rc = RunConfiguration.from_dict(rc_data)
     stop_beating = threading.Event()
     beater = threading.Thread(target=_beat, args=(workspace, record.id, stop_beating), daemon=True)
     beater.start()  # until Ray has the job: a long upload must not look like a dead run
@@ -104,7 +103,7 @@ def submit(
         }
         with tempfile.TemporaryDirectory(prefix="runyard-ray-") as folder:
             _lay_out_snapshot(workspace, new_run.snapshot_id, folder)
-            _within_limit(_submit_job, compute, record.id, submission_id, folder, env, rc)
+            _within_limit(limit, _submit_job, compute, record.id, submission_id, folder, env, rc)
     except BaseException as exc:
         message = (
             f"the Ray cluster {compute.name!r} ({compute.address}) did not take the job: {exc}"
@@ -128,10 +127,9 @@ def submit_seconds() -> float:
     return _liveness.seconds_setting("RUNYARD_RAY_SUBMIT_SECONDS", 300.0)
 
 
-def _within_limit(call: Any, *args: Any) -> None:
-    """``call(*args)`` in a thread, waited for at most ``submit_seconds()``: Ray's client
+def _within_limit(limit: float, call: Any, *args: Any) -> None:
+    """``call(*args)`` in a thread, waited for at most ``limit`` seconds: Ray's client
     waits for ever for a dashboard that takes the connection and never answers."""
-    limit = submit_seconds()
     outcome: list[BaseException | None] = []
 
     def target() -> None:
