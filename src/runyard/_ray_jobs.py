@@ -115,7 +115,11 @@ def describe(info: dict[str, Any]) -> str:
         parts.append(f"error type {info['error_type']}")
     if info.get("driver_exit_code") is not None:
         parts.append(f"driver exit code {info['driver_exit_code']}")
-    text = "; ".join(parts)
+    return cut("; ".join(parts))
+
+
+def cut(text: str) -> str:
+    """``text`` cut to ``MAX_MESSAGE`` characters for a run's error."""
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 

@@ -10,7 +10,6 @@ keeps it.
 
 from __future__ import annotations
 
-import collections
 import os
 import selectors
 import shutil
@@ -22,9 +21,9 @@ from typing import Any, BinaryIO
 
 from .. import _owners
 from .._waiting import STD_LOG
-from ..records import ArtifactRecord
 from ..workspace import Workspace
 from . import process_tree
+from .supervisor import StderrTail, open_log
 
 TAIL_LINES = 10
 
@@ -47,7 +46,7 @@ class ProcessHost:
         shutil.copytree(os.getcwd(), self.folder, symlinks=True, dirs_exist_ok=True)
         os.makedirs(os.path.join(self.folder, "outputs"), exist_ok=True)
         self.proc: Any = None
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.tail = StderrTail(TAIL_LINES)
         self._pump: threading.Thread | None = None
 
     def ready(self) -> str:
@@ -77,22 +76,17 @@ class ProcessHost:
         # shielded: Ray kills an actor's children with it, and the keeper must outlive
         # that long enough to stop the script's whole tree
         self.proc = process_tree.start(argv, self.folder, env, grace, shield=True)
-        outs = [self._open_log(process_log(self.rank))]
+        outs = [open_log(self.ws, self.run.id, process_log(self.rank))]
         if self.rank == 0:
-            outs.append(self._open_log(STD_LOG))
+            outs.append(open_log(self.ws, self.run.id, STD_LOG))
         self._pump = threading.Thread(target=self._copy_output, args=(outs,), daemon=True)
         self._pump.start()
         return int(self.proc.pid)
-
-    def _open_log(self, path: str) -> BinaryIO:
-        self.ws._store.add_artifact(ArtifactRecord(self.run.id, path, 0, "", time.time(), True))
-        return self.ws._artifacts.open_append(self.run.id, path)
 
     def _copy_output(self, outs: list[BinaryIO]) -> None:
         selector = selectors.DefaultSelector()
         for stream in (self.proc.stdout, self.proc.stderr):
             selector.register(stream, selectors.EVENT_READ)
-        partial = b""
         try:
             while selector.get_map():
                 for key, _ in selector.select(timeout=0.5):
@@ -104,22 +98,18 @@ class ProcessHost:
                         out.write(data)
                         out.flush()
                     if key.fileobj is self.proc.stderr:
-                        lines = (partial + data).split(b"\n")
-                        partial = lines.pop()[-4096:]
-                        self.tail.extend(ln[-1000:].decode("utf-8", "replace") for ln in lines)
+                        self.tail.feed(data)
         finally:
             selector.close()
             for out in outs:
                 out.close()
-            if partial:
-                self.tail.append(partial.decode("utf-8", "replace"))
 
     def wait(self) -> tuple[int, list[str]]:
         """Wait for the process to end; return its exit status and its last stderr lines."""
         code = int(self.proc.wait())
         if self._pump is not None:
             self._pump.join(timeout=30)
-        return code, list(self.tail)
+        return code, self.tail.lines()
 
     def stop(self, grace: float) -> None:
         """Stop the process and everything it started: its keeper does it in order (SIGTERM,

@@ -33,6 +33,7 @@ from .supervisor import (
     Supervisor,
     _terminated,
     cancel_grace,
+    exit_reason,
     not_started,
 )
 
@@ -161,7 +162,7 @@ class RaySupervisor(Supervisor):
         if self.failed_rank is None:
             return super().failure_message(code)
         rank, status, tail = self.failed_rank
-        reason = f"signal {-status}" if status < 0 else f"exit code {status}"
+        reason = exit_reason(status)
         message = f"process {rank} of {self.processes} ended with {reason} ({process_log(rank)})"
         if tail:
             message += ". Last lines of its stderr:\n" + "\n".join(tail)
@@ -281,9 +282,7 @@ class RaySupervisor(Supervisor):
 
 def _short(exc: BaseException) -> str:
     """Ray's account of an error, cut to fit a run's error (it may hold pages of log)."""
-    text = str(exc).strip()
-    limit = _ray_jobs.MAX_MESSAGE
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _ray_jobs.cut(str(exc).strip())
 
 
 def main(argv: list[str]) -> int:

@@ -18,13 +18,11 @@ builds it).
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import tempfile
 import threading
 import time
 import uuid
-import zipfile
 from typing import TYPE_CHECKING, Any
 
 from .. import _liveness, _ray_jobs
@@ -75,7 +73,7 @@ def submit(
     """
     from ..compute import ray_version
     from .run_configuration import RunConfiguration
-    from .supervisor import run_error
+    from .supervisor import extract_snapshot, run_error
 
     limit = submit_seconds()  # a bad setting, or a cluster that does not answer: no run
     ray_version(compute.address)
@@ -102,7 +100,7 @@ def submit(
             **workspace._store.run_credentials(record.id),
         }
         with tempfile.TemporaryDirectory(prefix="runyard-ray-") as folder:
-            _lay_out_snapshot(workspace, new_run.snapshot_id, folder)
+            extract_snapshot(workspace, new_run.snapshot_id, folder)
             _within_limit(limit, _submit_job, compute, record.id, submission_id, folder, env, rc)
     except BaseException as exc:
         message = (
@@ -159,20 +157,6 @@ def _beat(workspace: Workspace, run_id: str, stop: threading.Event) -> None:
             workspace._store.heartbeat(run_id)
         except Exception:  # the submission itself reports what is wrong
             return
-
-
-def _lay_out_snapshot(workspace: Workspace, snapshot_id: str | None, folder: str) -> None:
-    """The snapshot's files in ``folder``: the job's working directory."""
-    if not snapshot_id:
-        return
-    from .supervisor import seekable
-
-    with seekable(workspace._artifacts.open_snapshot(snapshot_id)) as fh, zipfile.ZipFile(fh) as zf:
-        for info in zf.infolist():
-            target = zf.extract(info, folder)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                os.chmod(target, mode)
 
 
 def _submit_job(

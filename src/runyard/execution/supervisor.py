@@ -93,10 +93,7 @@ class Supervisor:
 
     # -- plumbing ------------------------------------------------------------------
     def _open_log(self, path: str) -> BinaryIO:
-        from ..records import ArtifactRecord
-
-        self.store.add_artifact(ArtifactRecord(self.run.id, path, 0, "", time.time(), True))
-        return self.ws._artifacts.open_append(self.run.id, path)
+        return open_log(self.ws, self.run.id, path)
 
     def say(self, text: str) -> None:
         stamp = format_time(time.time())
@@ -252,17 +249,7 @@ class Supervisor:
 
     def lay_out(self) -> None:
         """The snapshot's files in the run folder."""
-        snapshot = self.run._record.snapshot_id
-        if snapshot:
-            with (
-                seekable(self.ws._artifacts.open_snapshot(snapshot)) as fh,
-                zipfile.ZipFile(fh) as zf,
-            ):
-                for info in zf.infolist():
-                    target = zf.extract(info, self.folder)
-                    mode = (info.external_attr >> 16) & 0o777
-                    if mode:
-                        os.chmod(target, mode)
+        extract_snapshot(self.ws, self.run._record.snapshot_id, self.folder)
 
     def script_environment(self) -> dict[str, str]:
         """The script's environment variables: ours, the run's identity, the user's."""
@@ -309,8 +296,7 @@ class Supervisor:
     def pump(self) -> int:
         """Stream output until the script ends; stop it on cancel or at the time limit."""
         out = self._open_log(STD_LOG)
-        self._tail_lines: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL)
-        self._partial = b""
+        self._stderr = StderrTail(STDERR_TAIL)
         selector = selectors.DefaultSelector()
         for stream in (self.proc.stdout, self.proc.stderr):
             os.set_blocking(stream.fileno(), False)
@@ -353,9 +339,7 @@ class Supervisor:
         finally:
             selector.close()
             out.close()
-            self._tail = [ln.decode("utf-8", "replace") for ln in self._tail_lines]
-            if self._partial:
-                self._tail.append(self._partial.decode("utf-8", "replace"))
+            self._tail = self._stderr.lines()
         code: int = self.proc.wait()
         return code
 
@@ -379,9 +363,7 @@ class Supervisor:
             out.write(data)
             out.flush()
             if key.fileobj is self.proc.stderr:
-                lines = (self._partial + data).split(b"\n")
-                self._partial = lines.pop()[-4096:]
-                self._tail_lines.extend(line[-1000:] for line in lines)
+                self._stderr.feed(data)
             if not to_end:
                 return got
 
@@ -413,8 +395,7 @@ class Supervisor:
             self.run._collect_outputs()
 
     def failure_message(self, code: int) -> str:
-        reason = f"signal {-code}" if code < 0 else f"exit code {code}"
-        message = f"the script ended with {reason}"
+        message = f"the script ended with {exit_reason(code)}"
         if self._tail:
             message += ". Last lines of stderr:\n" + "\n".join(self._tail[-10:])
         return message
@@ -453,6 +434,53 @@ class Supervisor:
         if record.status == "CancelRequested":
             self.store.set_status(self.run.id, "Canceled", only_from=("CancelRequested",))
             self.say("canceled")
+
+
+def open_log(workspace: Workspace, run_id: str, path: str) -> BinaryIO:
+    """A log of the run that grows while it goes (a streaming artifact), open to append."""
+    from ..records import ArtifactRecord
+
+    workspace._store.add_artifact(ArtifactRecord(run_id, path, 0, "", time.time(), True))
+    return workspace._artifacts.open_append(run_id, path)
+
+
+def extract_snapshot(workspace: Workspace, snapshot_id: str | None, folder: str) -> None:
+    """The files of the snapshot ``snapshot_id`` (if any) in ``folder``, modes kept."""
+    if not snapshot_id:
+        return
+    with (
+        seekable(workspace._artifacts.open_snapshot(snapshot_id)) as fh,
+        zipfile.ZipFile(fh) as zf,
+    ):
+        for info in zf.infolist():
+            target = zf.extract(info, folder)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode)
+
+
+class StderrTail:
+    """The last ``count`` lines of a stream fed in pieces (each cut to 1,000 bytes)."""
+
+    def __init__(self, count: int) -> None:
+        self._lines: collections.deque[bytes] = collections.deque(maxlen=count)
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[-4096:]
+        self._lines.extend(line[-1000:] for line in lines)
+
+    def lines(self) -> list[str]:
+        found = [line.decode("utf-8", "replace") for line in self._lines]
+        if self._partial:
+            found.append(self._partial.decode("utf-8", "replace"))
+        return found
+
+
+def exit_reason(code: int) -> str:
+    """``exit code N``, or ``signal N`` for a death by signal (a negative code)."""
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def run_error(message: str, code: str) -> dict[str, Any]:
