@@ -93,12 +93,17 @@ def start_moto(extra_env: dict[str, str] | None = None) -> S3Server:
 
 
 def stop(server: S3Server) -> None:
-    server.process.terminate()
+    _end(server.process, 10)
+
+
+def _end(process: subprocess.Popen, wait: float) -> None:
+    """SIGTERM ``process``, SIGKILL it if it is not gone after ``wait`` seconds."""
+    process.terminate()
     try:
-        server.process.wait(10)
+        process.wait(wait)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -133,13 +138,9 @@ class Served:
     def stop(self, kill: bool = False) -> None:
         if kill:
             self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
             self.process.wait()
+        else:
+            _end(self.process, 30)
 
 
 def start_serve(workspace: str, artifacts: str, env: dict[str, str] | None = None) -> Served:
