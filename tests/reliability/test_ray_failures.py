@@ -75,22 +75,29 @@ def test_a_run_waiting_for_room_is_not_failed_by_readers(pg_cluster, monkeypatch
 
 
 def test_a_process_lost_on_the_cluster_fails_the_run(pg_cluster):
+    marker = f"lost-{time.time_ns()}"  # hosts of earlier tests may still be ending
     pg_cluster.script("two.py", "import time\nprint('up', flush=True)\ntime.sleep(60)\n")
     config = ScriptRunConfig(
-        str(pg_cluster.root), "two.py", compute_target=TARGET,
+        str(pg_cluster.root), "two.py", [marker], compute_target=TARGET,
         distributed_job_config=PyTorchConfiguration(process_count=2),
     )  # fmt: skip
     run = pg_cluster.exp.submit(config)
     wait_until(lambda: "up" in pg_cluster.read(run, "user_logs/std_log_process_1.txt"), 60)
-    hosts = [p for p in psutil.process_iter(["cmdline"]) if _is_host(p)]
+    hosts = [p for p in psutil.process_iter(["cmdline"]) if _hosts(p, marker)]
     assert len(hosts) == 2
     os.kill(hosts[-1].pid, signal.SIGKILL)  # as the OOM killer would
     wait_until(lambda: run.get_status() == "Failed", timeout=30, every=0.3)
     error = run.get_details()["error"]["error"]
     assert error["code"] == "ProcessLost" and "lost on the Ray cluster" in error["message"]
-    wait_until(lambda: not processes_with("two.py"), timeout=10)
+    wait_until(lambda: not processes_with(marker), timeout=10)
 
 
-def _is_host(proc: psutil.Process) -> bool:
+def _hosts(proc: psutil.Process, marker: str) -> bool:
+    """Is ``proc`` a Ray actor hosting a process of the run whose script has ``marker``?"""
     cmdline = proc.info["cmdline"] or []
-    return bool(cmdline) and cmdline[0].startswith("ray::ProcessHost")
+    if not cmdline or not cmdline[0].startswith("ray::ProcessHost"):
+        return False
+    try:
+        return any(marker in c.cmdline() for c in proc.children(recursive=True))
+    except psutil.Error:
+        return False
